@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+// Würstchen v2 text-to-image service on CPUs. Targets and their allowed imports: docs in README.md
+// and the project's ARCHITECTURE notes (arrows only point down).
+import PackageDescription
+
+// Numeric kernels only: bounds are checked by the callers, the inner loops must vectorise.
+// Swift 5 language mode: kernels hand raw pointers to parallel loops, which strict Sendable
+// checking cannot express; the ops are synchronous, so no pointer outlives its call.
+let optimise: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
+    .swiftLanguageMode(.v5),
+]
+
+let package = Package(
+    name: "wuerstchen",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "wuerstchen", targets: ["wuerstchen"]),
+        .library(name: "Tensor", targets: ["Tensor"]),
+        .library(name: "SafeTensors", targets: ["SafeTensors"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimise),
+        .target(name: "SafeTensors", dependencies: ["Tensor"]),
+        .executableTarget(
+            name: "wuerstchen",
+            dependencies: [
+                "Tensor", "SafeTensors",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(
+            name: "TensorTests", dependencies: ["Tensor", "SafeTensors"],
+            resources: [.copy("Fixtures")], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(
+            name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensor"]),
+    ]
+)

@@ -1,0 +1,72 @@
+import CBLAS
+import Dispatch
+import Foundation
+
+/// Splits loops of the non-BLAS ops across a fixed number of workers.
+///
+/// Work runs on libdispatch's worker threads through `concurrentPerform`, never more chunks than
+/// `threadCount`. GEMMs run on OpenBLAS's own threads; the two are never active at the same time
+/// because every op is synchronous: an op either calls BLAS or splits its loop here.
+public final class ThreadPool: @unchecked Sendable {
+    /// Number of chunks a loop is split into at most.
+    public let threadCount: Int
+
+    /// A pool of `threadCount` workers (at least 1).
+    public init(threadCount: Int) {
+        self.threadCount = max(1, threadCount)
+    }
+
+    /// Calls `body` on disjoint ranges that cover `0..<count`, in parallel, each range holding
+    /// at least `grain` indices (except possibly the last). Returns when all ranges are done.
+    public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let chunks = min(threadCount, max(1, count / max(grain, 1)))
+        if chunks == 1 {
+            body(0..<count)
+            return
+        }
+        let step = (count + chunks - 1) / chunks
+        withoutActuallyEscaping(body) { body in
+            // concurrentPerform returns only when every iteration has run, so body never escapes.
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = c * step
+                let hi = min(count, lo + step)
+                if lo < hi { body(lo..<hi) }
+            }
+        }
+    }
+}
+
+/// Process-wide compute settings: the thread count shared by OpenBLAS and the op pool.
+///
+/// OpenBLAS keeps its thread count in process-global state, so the pool mirrors it here;
+/// `configure` is called once at start-up by the executable (`--threads`).
+public enum Compute {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var current = ThreadPool(threadCount: ProcessInfo.processInfo.activeProcessorCount)
+
+    /// The pool the ops split their loops over.
+    public static var pool: ThreadPool {
+        lock.lock()
+        defer { lock.unlock() }
+        return current
+    }
+
+    /// Sets the number of threads for both OpenBLAS and the op pool (0 or less: all cores).
+    public static func configure(threads: Int) {
+        let n = threads > 0 ? threads : ProcessInfo.processInfo.activeProcessorCount
+        openblas_set_num_threads(Int32(n))
+        lock.lock()
+        current = ThreadPool(threadCount: n)
+        lock.unlock()
+    }
+
+    /// The name of the OpenBLAS kernel family in use (e.g. "Haswell", "Cooperlake").
+    public static var blasCoreName: String {
+        guard let name = openblas_get_corename() else { return "unknown" }
+        return String(cString: name)
+    }
+
+    /// Number of threads OpenBLAS uses.
+    public static var blasThreads: Int { Int(openblas_get_num_threads()) }
+}

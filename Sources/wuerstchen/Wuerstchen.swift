@@ -1,0 +1,11 @@
+import ArgumentParser
+import Foundation
+import Tensor
+
+@main
+struct Wuerstchen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wuerstchen",
+        abstract: "Würstchen v2 text-to-image on CPUs.",
+        subcommands: [Bench.self])
+}
