@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "wuerstchen", targets: ["wuerstchen"]),
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
+        .library(name: "CLIP", targets: ["CLIP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,15 +29,21 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]),
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimise),
         .target(name: "SafeTensors", dependencies: ["Tensor"]),
+        .target(
+            name: "CLIP", dependencies: ["Tensor", "SafeTensors"],
+            resources: [.copy("Resources")]),
         .executableTarget(
             name: "wuerstchen",
             dependencies: [
-                "Tensor", "SafeTensors",
+                "Tensor", "SafeTensors", "CLIP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(
             name: "TensorTests", dependencies: ["Tensor", "SafeTensors"],
             resources: [.copy("Fixtures")], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(
+            name: "CLIPTests", dependencies: ["CLIP", "Tensor", "SafeTensors"],
+            resources: [.copy("Fixtures")]),
         .testTarget(
             name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensor"]),
     ]
