@@ -1,0 +1,129 @@
+/// Pointwise activations, vectorised over eight lanes and split over `Compute.pool`.
+///
+/// Formulas and their rounding order follow PyTorch's CPU kernels
+/// (aten/src/ATen/native/cpu/Activation.cpp: `GeluKernelImpl`, `silu_kernel`, `leaky_relu_kernel`;
+/// UnaryOpsKernel.cpp: `sigmoid_kernel`) and transformers' `QuickGELUActivation`
+/// (`x * sigmoid(1.702 * x)`, CLIP's `hidden_act="quick_gelu"`).
+public enum Activation: String, Sendable, CaseIterable {
+    /// `torch.nn.GELU()` (approximate='none'): `x/2 * (1 + erf(x / sqrt 2))`.
+    case gelu
+    /// `torch.nn.GELU(approximate='tanh')`: `x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`.
+    case geluTanh = "gelu_pytorch_tanh"
+    /// `x * sigmoid(1.702 x)`.
+    case quickGelu = "quick_gelu"
+    /// `torch.nn.SiLU`: `x * sigmoid(x)`, computed as `x / (1 + e^-x)` like torch.
+    case silu
+    /// `torch.sigmoid`.
+    case sigmoid
+
+    /// The activation a transformers config names in `hidden_act` ("gelu", "gelu_new",
+    /// "gelu_pytorch_tanh", "quick_gelu", "silu", "swish", "sigmoid"); nil for anything else.
+    public init?(name: String) {
+        switch name {
+        case "gelu": self = .gelu
+        case "gelu_new", "gelu_pytorch_tanh", "gelu_fast": self = .geluTanh
+        case "quick_gelu": self = .quickGelu
+        case "silu", "swish": self = .silu
+        case "sigmoid": self = .sigmoid
+        default: return nil
+        }
+    }
+
+    /// The activation on eight lanes.
+    @inline(__always)
+    public func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        switch self {
+        case .gelu: return Activation.gelu8(x)
+        case .geluTanh: return Activation.geluTanh8(x)
+        case .quickGelu: return Activation.quickGelu8(x)
+        case .silu: return Activation.silu8(x)
+        case .sigmoid: return VectorMath.sigmoid(x)
+        }
+    }
+
+    // x: [...] (any shape), out: same
+
+    /// A new tensor holding the activation of `x`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let out = Tensor(uninitialized: x.shape)
+        apply(x.data, out.data, count: x.count)
+        return out
+    }
+
+    /// Writes the activation of `x` into `x`'s storage.
+    public func applyInPlace(_ x: Tensor) { apply(x.data, x.data, count: x.count) }
+
+    /// `out[i] = f(x[i])` for `count` elements (`out` may equal `x`), split over `Compute.pool`.
+    public func apply(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
+        // One specialised loop per case: the switch stays outside the inner loop.
+        switch self {
+        case .gelu: Activation.run(x, out, count, Activation.gelu8)
+        case .geluTanh: Activation.run(x, out, count, Activation.geluTanh8)
+        case .quickGelu: Activation.run(x, out, count, Activation.quickGelu8)
+        case .silu: Activation.run(x, out, count, Activation.silu8)
+        case .sigmoid: Activation.run(x, out, count, VectorMath.sigmoid)
+        }
+    }
+
+    @inline(__always)
+    static func run(
+        _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ count: Int,
+        _ op: (SIMD8<Float>) -> SIMD8<Float>
+    ) {
+        // Activations cost far more per element than a copy: split at a smaller grain.
+        ElementwiseSplit.elements(count, grain: 8192) { lo, hi in ElementwiseSplit.map(x, out, lo, hi, op) }
+    }
+
+    @inline(__always)
+    static func gelu8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        // torch: x * 0.5 * (1 + erf(x * M_SQRT1_2)), evaluated left to right.
+        (x * 0.5) * (SIMD8<Float>(repeating: 1) + VectorMath.erf(x * 0.707_106_781_186_547_524_4))
+    }
+
+    @inline(__always)
+    static func geluTanh8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        // torch: kBeta = M_SQRT2 * M_2_SQRTPI * 0.5; inner = kBeta * (x + kKappa * x^3).
+        let cube = x * x * x
+        let inner = (x + cube * 0.044_715) * 0.797_884_560_802_865_4
+        return (x * 0.5) * (SIMD8<Float>(repeating: 1) + VectorMath.tanh(inner))
+    }
+
+    @inline(__always)
+    static func quickGelu8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        x * VectorMath.sigmoid(x * 1.702)
+    }
+
+    @inline(__always)
+    static func silu8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        x / (SIMD8<Float>(repeating: 1) + VectorMath.exp(-x))
+    }
+}
+
+extension Tensor {
+    /// `torch.nn.GELU()` (exact, erf).
+    public func gelu() -> Tensor { Activation.gelu(self) }
+    /// `torch.nn.GELU(approximate='tanh')`.
+    public func geluTanh() -> Tensor { Activation.geluTanh(self) }
+    /// `x * sigmoid(1.702 x)` (CLIP's quick_gelu).
+    public func quickGelu() -> Tensor { Activation.quickGelu(self) }
+    /// `torch.nn.SiLU`.
+    public func silu() -> Tensor { Activation.silu(self) }
+    /// `torch.sigmoid`.
+    public func sigmoid() -> Tensor { Activation.sigmoid(self) }
+
+    /// Writes GELU (exact) into this tensor's storage.
+    public func geluInPlace() { Activation.gelu.applyInPlace(self) }
+    /// Writes SiLU into this tensor's storage.
+    public func siluInPlace() { Activation.silu.applyInPlace(self) }
+
+    /// `torch.nn.LeakyReLU(negative_slope)`: `x > 0 ? x : x * negativeSlope`.
+    public func leakyRelu(negativeSlope: Float = 0.01) -> Tensor {
+        let out = Tensor(uninitialized: shape)
+        let x = data, o = out.data
+        let slope = SIMD8<Float>(repeating: negativeSlope)
+        ElementwiseSplit.elements(count) { lo, hi in
+            ElementwiseSplit.map(x, o, lo, hi) { v in v.replacing(with: v * slope, where: .!(v .> 0)) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,169 @@
+import SafeTensors
+import Testing
+@testable import Tensor
+
+/// Largest `|actual - expected| / max(1, |expected|)` over all elements: absolute error for values up
+/// to 1, relative above, so that tails such as GELU(1e4) are held to the same 1e-6 as values near 0.
+/// Prints the error and the worst element either way.
+func expectPerElement(
+    _ actual: Tensor, _ expected: Tensor, tolerance: Float, _ what: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(actual.shape == expected.shape, "\(what): shape \(actual.shape), expected \(expected.shape)", sourceLocation: sourceLocation)
+    guard actual.shape == expected.shape else { return }
+    var worst: Float = 0, at = 0
+    for i in 0..<actual.count {
+        let e = expected[flat: i], a = actual[flat: i]
+        let err: Float = (a == e || (a.isNaN && e.isNaN)) ? 0 : (abs(a - e) / max(1, abs(e)))
+        let bad = err.isNaN ? Float.infinity : err
+        if bad > worst { worst = bad; at = i }
+    }
+    print("\(what): max error \(worst) (tolerance \(tolerance)) at \(at): got \(actual[flat: at]), torch \(expected[flat: at])")
+    #expect(worst <= tolerance, "\(what): max error \(worst) exceeds \(tolerance) at element \(at): got \(actual[flat: at]), torch \(expected[flat: at])", sourceLocation: sourceLocation)
+}
+
+/// Parity of the elementwise ops, activations, softmax and concat with PyTorch
+/// (`scripts/fixtures/elementwise.py`).
+@Suite struct ElementwiseTests {
+    /// Elementwise ops: one or two float roundings apart from torch at most.
+    static let tolerance: Float = 1e-6
+
+    let file: SafeTensorsFile
+    init() throws { file = try Fixture.load("elementwise") }
+    func t(_ name: String) throws -> Tensor { try file.tensor(name) }
+
+    @Test(arguments: [
+        ("gelu", Activation.gelu), ("gelu_tanh", .geluTanh), ("quick_gelu", .quickGelu),
+        ("silu", .silu), ("sigmoid", .sigmoid),
+    ])
+    func activation(name: String, activation: Activation) throws {
+        let x = try t("act.x")
+        expectPerElement(activation(x), try t("act.\(name)"), tolerance: Self.tolerance, "activation \(name)")
+        // The in-place form and the odd tail lengths run the same lane arithmetic.
+        let y = x.copy()
+        activation.applyInPlace(y)
+        expectPerElement(y, try t("act.\(name)"), tolerance: Self.tolerance, "activation \(name) in place")
+    }
+
+    /// torch's own float GELU is up to 7e-7 away from the exact value (near x = -3.4, where
+    /// `1 + erf` cancels); ours, with a 2.5-ulp erf, stays within 2e-7 of it.
+    @Test func geluAgainstExact() throws {
+        expectPerElement(try t("act.x").gelu(), try t("act.gelu_exact"), tolerance: 2e-7, "gelu vs float64 exact")
+    }
+
+    @Test func leakyRelu() throws {
+        expectPerElement(try t("act.x").leakyRelu(negativeSlope: 0.2), try t("act.leaky_relu"), tolerance: 0, "leaky_relu")
+    }
+
+    @Test func activationNames() {
+        #expect(Activation(name: "quick_gelu") == .quickGelu)
+        #expect(Activation(name: "gelu") == .gelu)
+        #expect(Activation(name: "gelu_new") == .geluTanh)
+        #expect(Activation(name: "relu6") == nil)
+    }
+
+    /// erf within 2.5 ulp of torch.erf (Sleef, ~1 ulp): 3e-7 absolute.
+    @Test func erf() throws {
+        let x = try t("act.x")
+        let out = Tensor(uninitialized: x.shape)
+        ElementwiseSplit.elements(x.count) { lo, hi in ElementwiseSplit.map(x.data, out.data, lo, hi, VectorMath.erf) }
+        expectPerElement(out, try t("act.erf"), tolerance: 3e-7, "erf")
+    }
+
+    /// exp within 2 ulp (relative 2.4e-7) of torch.exp over the normal range, 0 / inf beyond it.
+    @Test func exp() throws {
+        let x = try t("exp.x"), ref = try t("exp.y")
+        let out = Tensor(uninitialized: x.shape)
+        ElementwiseSplit.elements(x.count) { lo, hi in ElementwiseSplit.map(x.data, out.data, lo, hi, VectorMath.exp) }
+        var worst: Float = 0
+        for i in 0..<x.count where ref[flat: i] >= Float.leastNormalMagnitude {
+            worst = max(worst, abs(out[flat: i] - ref[flat: i]) / ref[flat: i])
+        }
+        for i in 0..<x.count where ref[flat: i] < Float.leastNormalMagnitude {
+            // Subnormal results: absolute error within a couple of subnormal steps.
+            #expect(abs(out[flat: i] - ref[flat: i]) <= 4 * Float.leastNonzeroMagnitude, "exp(\(x[flat: i])) = \(out[flat: i]), torch \(ref[flat: i])")
+        }
+        print("exp: max relative error \(worst) (tolerance 2.4e-7)")
+        #expect(worst <= 2.4e-7, "exp: max relative error \(worst)")
+        let special = VectorMath.exp(SIMD8<Float>(89, 1000, .infinity, -.infinity, -1000, .nan, 0, -0.0))
+        #expect(special[0] == .infinity && special[1] == .infinity && special[2] == .infinity)
+        #expect(special[3] == 0 && special[4] == 0 && special[5].isNaN && special[6] == 1 && special[7] == 1)
+    }
+
+    @Test func arithmetic() throws {
+        let x = try t("ar.x"), y = try t("ar.y"), v = try t("ar.v"), bv = try t("ar.bv")
+        // One float rounding per op, as torch: bit for bit.
+        expectPerElement(x + y, try t("ar.add"), tolerance: 0, "add")
+        expectPerElement(x - y, try t("ar.sub"), tolerance: 0, "sub")
+        expectPerElement(x * y, try t("ar.mul"), tolerance: 0, "mul")
+        expectPerElement(x.add(v), try t("ar.add_v"), tolerance: 0, "add [C]")
+        expectPerElement(x.mul(v), try t("ar.mul_v"), tolerance: 0, "mul [C]")
+        expectPerElement(x.add(bv), try t("ar.add_bv"), tolerance: 0, "add [B,1,1,C]")
+        expectPerElement(x.mul(bv), try t("ar.mul_bv"), tolerance: 0, "mul [B,1,1,C]")
+        expectPerElement(x * 0.18215, try t("ar.scaled"), tolerance: 0, "mul scalar")
+        expectPerElement(x.abs(), try t("ar.abs"), tolerance: 0, "abs")
+        expectPerElement(x.clamped(0, 1), try t("ar.clamp"), tolerance: 0, "clamp(0, 1)")
+        let r = x.copy()
+        r.addInPlace(y)
+        expectPerElement(r, try t("ar.add"), tolerance: 0, "addInPlace")
+        let s = x.copy()
+        s.mulInPlace(bv)
+        expectPerElement(s, try t("ar.mul_bv"), tolerance: 0, "mulInPlace [B,1,1,C]")
+    }
+
+    @Test func modulation() throws {
+        let x = try t("ar.x"), ab = try t("ar.ab")
+        let c = x.dim(-1), b = x.dim(0)
+        expectPerElement(x.modulated(scaleShift: ab), try t("ar.modulated"), tolerance: 0, "modulated(scaleShift:)")
+        // The same with a and b as separate [B, 1, 1, C] tensors.
+        let a1 = Tensor(uninitialized: [b, 1, 1, c]), b1 = Tensor(uninitialized: [b, 1, 1, c])
+        for i in 0..<b {
+            for j in 0..<c {
+                a1[flat: i * c + j] = ab[flat: i * 2 * c + j]
+                b1[flat: i * c + j] = ab[flat: i * 2 * c + c + j]
+            }
+        }
+        expectPerElement(x.modulated(scale: a1, shift: b1), try t("ar.modulated"), tolerance: 0, "modulated(scale:shift:)")
+        let y = x.copy()
+        y.modulateInPlace(scaleShift: ab)
+        expectPerElement(y, try t("ar.modulated"), tolerance: 0, "modulateInPlace")
+    }
+
+    /// torch.lerp bit for bit (both weight branches and a negative weight).
+    @Test func lerp() throws {
+        let x = try t("ar.x"), y = try t("ar.y")
+        expectPerElement(Tensor.lerp(x, y, weight: 4), try t("ar.lerp_4"), tolerance: 0, "lerp w=4")
+        expectPerElement(Tensor.lerp(x, y, weight: 0.3), try t("ar.lerp_03"), tolerance: 0, "lerp w=0.3")
+        expectPerElement(Tensor.lerp(x, y, weight: -0.7), try t("ar.lerp_m07"), tolerance: 0, "lerp w=-0.7")
+    }
+
+    @Test func reductions() {
+        let x = Tensor(shape: [2, 9], values: (0..<18).map { Float($0) - 8 })
+        #expect(x.sum() == 9)
+        #expect(x.mean() == 0.5)
+        #expect(x.maxAbs() == 9)
+    }
+
+    @Test func softmax() throws {
+        expectPerElement(try t("sm.x").softmax(), try t("sm.y"), tolerance: Self.tolerance, "softmax [3,5,77] large logits")
+        let small = try t("sm.small_x")
+        expectPerElement(small.softmax(), try t("sm.small_y"), tolerance: Self.tolerance, "softmax [4,13]")
+        // Raw-pointer rows with a stride wider than the row, and the attention scale.
+        let rows = 4, cols = 13, stride = 16
+        let buffer = Tensor(shape: [rows, stride], repeating: 7)
+        for r in 0..<rows { for j in 0..<cols { buffer[flat: r * stride + j] = small[flat: r * cols + j] } }
+        Softmax.rows(buffer.data, rows: rows, cols: cols, stride: stride, scale: 0.125)
+        let packed = Tensor(uninitialized: [rows, cols])
+        for r in 0..<rows {
+            for j in 0..<cols { packed[flat: r * cols + j] = buffer[flat: r * stride + j] }
+            #expect(buffer[flat: r * stride + cols] == 7, "Softmax.rows wrote past its row")
+        }
+        expectPerElement(packed, try t("sm.scaled_y"), tolerance: Self.tolerance, "Softmax.rows scale 0.125, stride 16")
+    }
+
+    @Test func concat() throws {
+        let cat = Tensor.concat([try t("cat.a"), try t("cat.b"), try t("cat.c")], axis: -1)
+        expectPerElement(cat, try t("cat.channels"), tolerance: 0, "concat channels")
+        expectPerElement(Tensor.concat([try t("cat.s1"), try t("cat.s2")], axis: 1), try t("cat.seq"), tolerance: 0, "concat dim 1")
+    }
+}
