@@ -1,3 +1,5 @@
+import Dispatch
+import Foundation
 import SafeTensors
 import Testing
 @testable import Tensor
@@ -165,5 +167,45 @@ func expectPerElement(
         let cat = Tensor.concat([try t("cat.a"), try t("cat.b"), try t("cat.c")], axis: -1)
         expectPerElement(cat, try t("cat.channels"), tolerance: 0, "concat channels")
         expectPerElement(Tensor.concat([try t("cat.s1"), try t("cat.s2")], axis: 1), try t("cat.seq"), tolerance: 0, "concat dim 1")
+    }
+}
+
+/// Throughput at the model's sizes, in GB/s of memory traffic (bytes read + written once).
+/// Off by default (the debug build is far too slow for it); run with
+/// `WUERSTCHEN_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter ElementwiseSpeed`.
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["WUERSTCHEN_BENCH"] != nil))
+struct ElementwiseSpeed {
+    static func measure(_ what: String, bytes: Int, _ body: () -> Void) {
+        body()  // warm-up: page faults of fresh outputs
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        print(String(format: "%@: %.2f ms, %.1f GB/s", what, best * 1e3, Double(bytes) / best / 1e9))
+    }
+
+    @Test(arguments: [[1, 256, 256, 320], [1, 24, 24, 1536]])
+    func throughput(shape: [Int]) {
+        var g = SplitMix(seed: 7)
+        let x = Tensor(shape: shape, values: (0..<Tensor.elementCount(shape)).map { _ in g.nextFloat() * 3 })
+        let y = x.copy()
+        let n = x.count * 4
+        let c = shape.last!
+        let ln = LayerNorm(eps: 1e-6)
+        let grn = GlobalResponseNorm(gamma: Tensor(shape: [c], repeating: 0.5), beta: Tensor(shape: [c], repeating: 0.1))
+        let out = Tensor(uninitialized: shape)
+        Self.measure("\(shape) gelu (new tensor)", bytes: 2 * n) { _ = x.gelu() }
+        Self.measure("\(shape) gelu into buffer", bytes: 2 * n) { Activation.gelu.apply(x.data, out.data, count: x.count) }
+        Self.measure("\(shape) silu into buffer", bytes: 2 * n) { Activation.silu.apply(x.data, out.data, count: x.count) }
+        Self.measure("\(shape) layernorm", bytes: 2 * n) { _ = ln(x) }
+        Self.measure("\(shape) layernorm in place", bytes: 2 * n) { ln.applyInPlace(y) }
+        Self.measure("\(shape) grn", bytes: 3 * n) { _ = grn(x) }
+        Self.measure("\(shape) grn in place", bytes: 3 * n) { grn.applyInPlace(y) }
+        Self.measure("\(shape) add", bytes: 3 * n) { _ = x + y }
+        Self.measure("\(shape) addInPlace", bytes: 3 * n) { y.addInPlace(x) }
+        Self.measure("\(shape) softmax rows", bytes: 2 * n) { _ = x.softmax() }
+        Self.measure("\(shape) copy (memcpy reference)", bytes: 2 * n) { out.data.update(from: x.data, count: x.count) }
     }
 }
