@@ -6,8 +6,14 @@ import PackageDescription
 // Numeric kernels only: bounds are checked by the callers, the inner loops must vectorise.
 // Swift 5 language mode: kernels hand raw pointers to parallel loops, which strict Sendable
 // checking cannot express; the ops are synchronous, so no pointer outlives its call.
+// x86-64: AVX2 + FMA (x86-64-v3, every server CPU since 2013), without which exp/erf run 2.6x slower.
+#if arch(x86_64)
+let cpuFlags = ["-target-cpu", "haswell"]
+#else
+let cpuFlags: [String] = []
+#endif
 let optimise: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
+    .unsafeFlags(["-Ounchecked", "-wmo"] + cpuFlags, .when(configuration: .release)),
     .swiftLanguageMode(.v5),
 ]
 

@@ -13,7 +13,7 @@ public final class TensorStorage: @unchecked Sendable {
     public init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "negative element count \(count)")
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let raw = BufferCache.shared.allocate(bytes: bytes)
         if zeroed { raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
@@ -28,7 +28,9 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit {
-        if owner == nil { UnsafeMutableRawPointer(pointer).deallocate() }
+        if owner == nil {
+            BufferCache.shared.release(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * MemoryLayout<Float>.stride)
+        }
     }
 }
 

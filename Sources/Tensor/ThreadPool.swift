@@ -61,6 +61,14 @@ public enum Compute {
         lock.unlock()
     }
 
+    /// Sets how many bytes of freed large tensor buffers are kept for reuse (default 2 GiB).
+    public static func setBufferCacheCapacity(bytes: Int) {
+        BufferCache.shared.setCapacity(bytes)
+    }
+
+    /// Bytes of freed tensor buffers currently kept for reuse.
+    public static var bufferCacheBytes: Int { BufferCache.shared.heldBytes }
+
     /// The name of the OpenBLAS kernel family in use (e.g. "Haswell", "Cooperlake").
     public static var blasCoreName: String {
         guard let name = openblas_get_corename() else { return "unknown" }
