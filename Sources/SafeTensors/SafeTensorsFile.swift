@@ -1,215 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Foundation
 import Tensor
 
-/// Element types the reader understands.
-public enum DType: String, Sendable, CaseIterable {
-    case f32 = "F32", f16 = "F16", bf16 = "BF16", i64 = "I64"
-
-    /// Bytes per element.
-    public var size: Int {
-        switch self {
-        case .f32: 4
-        case .f16, .bf16: 2
-        case .i64: 8
-        }
-    }
-}
-
-/// One tensor's header entry.
-public struct TensorInfo: Sendable, Equatable {
-    /// Name in the file.
-    public let name: String
-    /// Element type.
-    public let dtype: DType
-    /// Shape as stored.
-    public let shape: [Int]
-    /// Byte range inside the data section (after the header).
-    public let byteRange: Range<Int>
-}
-
-/// A safetensors error; its description names the file and, where there is one, the tensor.
-public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
-    /// File the error is about.
-    public let file: String
-    /// Tensor the error is about, if any.
-    public let tensor: String?
-    /// What is wrong and what was expected.
-    public let reason: String
-
-    public init(file: String, tensor: String? = nil, reason: String) {
-        self.file = file
-        self.tensor = tensor
-        self.reason = reason
-    }
-
-    public var description: String {
-        if let tensor { return "\(file): tensor '\(tensor)': \(reason)" }
-        return "\(file): \(reason)"
-    }
-}
-
-/// A memory-mapped safetensors file (https://github.com/huggingface/safetensors format).
-public final class SafeTensorsFile: @unchecked Sendable {
+/// A memory-mapped, validated safetensors file (https://github.com/huggingface/safetensors format).
+///
+/// Opening maps the file (`mmap`, read-only) and validates the whole header (see `SafeTensorsHeader`
+/// for the rules); any damage is a `SafeTensorsError` naming the file and tensor, never a crash.
+/// `tensor(_:)` returns an owned Float32 copy (F16/BF16 widened); `borrowedTensor(_:)` returns a
+/// zero-copy, read-only view into the mapping when the data is F32 and 4-byte aligned.
+public final class SafeTensorsFile: TensorSource, @unchecked Sendable {
     /// Path of the file.
     public let url: URL
     /// The `__metadata__` string map (e.g. `format`: `pt`, `pd`, `np`).
     public let metadata: [String: String]
     /// Header entries by name.
     public let infos: [String: TensorInfo]
-    private let bytes: Data
-    private let dataStart: Int
+    /// Offset of the data section from the start of the file.
+    public let dataStart: Int
+    private let mapping: MappedFile
 
     /// Names of all tensors, sorted.
     public var names: [String] { infos.keys.sorted() }
+    /// Which framework wrote the file, from `metadata["format"]`.
+    public var format: SafeTensorsFormat { SafeTensorsFormat(metadataValue: metadata["format"]) }
+    /// This file.
+    public var files: [URL] { [url] }
 
-    /// Opens and validates `url`.
-    public init(url: URL) throws {
+    /// How the file will be read, for the kernel's readahead.
+    public enum Access: Sendable {
+        /// Each tensor read about once, front to back (loading with conversion): `MADV_SEQUENTIAL`.
+        case sequential
+        /// Views kept and read repeatedly (borrowed weights): no advice.
+        case random
+    }
+
+    /// Opens, maps and validates `url`.
+    public init(url: URL, access: Access = .sequential, limits: SafeTensorsLimits = SafeTensorsLimits()) throws {
         self.url = url
-        let file = url.path
-        do {
-            bytes = try Data(contentsOf: url, options: .alwaysMapped)
-        } catch {
-            throw SafeTensorsError(file: file, reason: "cannot read: \(error.localizedDescription)")
-        }
-        guard bytes.count >= 8 else {
-            throw SafeTensorsError(file: file, reason: "truncated: \(bytes.count) bytes, need at least 8 for the header length")
-        }
-        let headerLength = bytes.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
-        guard headerLength >= 2, headerLength <= bytes.count - 8 else {
-            throw SafeTensorsError(file: file, reason: "header length \(headerLength) does not fit in a file of \(bytes.count) bytes")
-        }
-        dataStart = 8 + headerLength
-        let json: Any
-        do {
-            json = try JSONSerialization.jsonObject(with: bytes.subdata(in: 8..<dataStart))
-        } catch {
-            throw SafeTensorsError(file: file, reason: "header is not valid JSON: \(error.localizedDescription)")
-        }
-        guard let header = json as? [String: Any] else {
-            throw SafeTensorsError(file: file, reason: "header is not a JSON object")
-        }
-        var metadata: [String: String] = [:]
-        var infos: [String: TensorInfo] = [:]
-        let dataLength = bytes.count - dataStart
-        for (name, value) in header {
-            if name == "__metadata__" {
-                guard let map = value as? [String: Any] else {
-                    throw SafeTensorsError(file: file, reason: "__metadata__ is not an object of strings")
-                }
-                for (k, v) in map {
-                    guard let s = v as? String else {
-                        throw SafeTensorsError(file: file, reason: "__metadata__ value for '\(k)' is not a string")
-                    }
-                    metadata[k] = s
-                }
-                continue
-            }
-            guard let entry = value as? [String: Any] else {
-                throw SafeTensorsError(file: file, tensor: name, reason: "entry is not an object")
-            }
-            guard let dtypeName = entry["dtype"] as? String, let dtype = DType(rawValue: dtypeName) else {
-                throw SafeTensorsError(file: file, tensor: name, reason: "unsupported dtype \(entry["dtype"] ?? "nil"); expected F32, F16, BF16 or I64")
-            }
-            guard let shapeAny = entry["shape"] as? [Any], let shape = Self.ints(shapeAny), shape.allSatisfy({ $0 >= 0 }) else {
-                throw SafeTensorsError(file: file, tensor: name, reason: "shape is not a list of non-negative integers")
-            }
-            guard let offsAny = entry["data_offsets"] as? [Any], let offs = Self.ints(offsAny), offs.count == 2 else {
-                throw SafeTensorsError(file: file, tensor: name, reason: "data_offsets is not a pair of integers")
-            }
-            guard offs[0] >= 0, offs[0] <= offs[1], offs[1] <= dataLength else {
-                throw SafeTensorsError(file: file, tensor: name, reason: "data_offsets \(offs) outside the data section of \(dataLength) bytes (file truncated?)")
-            }
-            let (elements, overflow) = shape.reduce((1, false)) { acc, d in
-                let (p, o) = acc.0.multipliedReportingOverflow(by: d)
-                return (p, acc.1 || o)
-            }
-            guard !overflow, elements.multipliedReportingOverflow(by: dtype.size).overflow == false,
-                  elements * dtype.size == offs[1] - offs[0] else {
-                throw SafeTensorsError(file: file, tensor: name, reason: "\(offs[1] - offs[0]) bytes stored, but shape \(shape) of \(dtype.rawValue) needs \(elements &* dtype.size)")
-            }
-            infos[name] = TensorInfo(name: name, dtype: dtype, shape: shape, byteRange: offs[0]..<offs[1])
-        }
-        // Tensors must not overlap (they may leave no gaps either, per the format, but gaps are harmless).
-        let sorted = infos.values.sorted { $0.byteRange.lowerBound < $1.byteRange.lowerBound }
-        for (a, b) in zip(sorted, sorted.dropFirst()) where a.byteRange.upperBound > b.byteRange.lowerBound {
-            throw SafeTensorsError(file: file, tensor: b.name, reason: "data overlaps tensor '\(a.name)'")
-        }
-        self.metadata = metadata
-        self.infos = infos
+        mapping = try MappedFile(path: url.path)
+        let header = try SafeTensorsHeader.parse(mapping.bytes, file: url.path, limits: limits)
+        metadata = header.metadata
+        infos = header.infos
+        dataStart = header.dataStart
+        if access == .sequential { mapping.advise(MADV_SEQUENTIAL) }
     }
 
-    private static func ints(_ values: [Any]) -> [Int]? {
-        var out: [Int] = []
-        for v in values {
-            guard let n = v as? NSNumber, let i = Int(exactly: n.doubleValue) else { return nil }
-            out.append(i)
+    /// The header entry of `name`, if present.
+    public func info(_ name: String) -> TensorInfo? { infos[name] }
+
+    /// Calls `body` with the stored bytes of `name` (valid only during the call).
+    public func withRawBytes<R>(_ name: String, _ body: (TensorInfo, UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let info = try require(name)
+        let start = dataStart + info.byteRange.lowerBound
+        return try withExtendedLifetime(mapping) {
+            try body(info, UnsafeRawBufferPointer(rebasing: mapping.bytes[start..<(start + info.byteRange.count)]))
         }
-        return out
     }
 
-    /// The tensor `name` as Float32 (F16 and BF16 widened; F32 copied out of the mapping).
+    /// The tensor `name` as an owned Float32 tensor (F16 and BF16 widened, I64 converted, F32 copied
+    /// out of the mapping): safe to mutate and independent of this file's lifetime.
     public func tensor(_ name: String) throws -> Tensor {
-        guard let info = infos[name] else {
-            throw SafeTensorsError(file: url.path, tensor: name, reason: "not in file")
+        try withRawBytes(name) { info, raw in
+            let out = Tensor(uninitialized: info.shape)
+            Self.widen(info.dtype, raw, into: out.data, count: out.count)
+            return out
         }
-        let out = Tensor(uninitialized: info.shape)
-        let n = out.count
-        bytes.withUnsafeBytes { raw in
-            let src = raw.baseAddress! + dataStart + info.byteRange.lowerBound
-            switch info.dtype {
-            case .f32: memcpy(out.data, src, n * 4)
-            case .f16: Conversion.float16ToFloat32(src, out.data, count: n)
-            case .bf16: Conversion.bfloat16ToFloat32(src, out.data, count: n)
-            case .i64:
-                for i in 0..<n { out.data[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Int64.self)) }
-            }
+    }
+
+    /// The tensor `name` without copying when it is F32 and 4-byte aligned in the mapping (the
+    /// usual case: the reference writer aligns the data section to 8 bytes); otherwise as `tensor(_:)`.
+    ///
+    /// A borrowed tensor is a READ-ONLY view (the mapping is `PROT_READ`: writing to it crashes); it
+    /// keeps the mapping alive for as long as it exists.
+    public func borrowedTensor(_ name: String) throws -> Tensor {
+        let info = try require(name)
+        let offset = dataStart + info.byteRange.lowerBound
+        guard info.dtype == .f32, offset % MemoryLayout<Float>.alignment == 0, let base = mapping.base else {
+            return try tensor(name)
         }
-        return out
+        let pointer = UnsafeMutableRawPointer(mutating: base + offset).assumingMemoryBound(to: Float.self)
+        let storage = TensorStorage(borrowing: pointer, count: info.byteRange.count / 4, owner: mapping)
+        return Tensor(shape: info.shape, storage: storage)
     }
 
     /// The I64 tensor `name` as integers.
     public func int64s(_ name: String) throws -> [Int64] {
+        try withRawBytes(name) { info, raw in
+            guard info.dtype == .i64 else {
+                throw SafeTensorsError(file: url.path, tensor: name, reason: "is \(info.dtype.rawValue), expected I64")
+            }
+            return (0..<(raw.count / 8)).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
+        }
+    }
+
+    private func require(_ name: String) throws -> TensorInfo {
         guard let info = infos[name] else {
             throw SafeTensorsError(file: url.path, tensor: name, reason: "not in file")
         }
-        guard info.dtype == .i64 else {
-            throw SafeTensorsError(file: url.path, tensor: name, reason: "is \(info.dtype.rawValue), expected I64")
-        }
-        return bytes.withUnsafeBytes { raw in
-            let src = raw.baseAddress! + dataStart + info.byteRange.lowerBound
-            return (0..<(info.byteRange.count / 8)).map { Int64(littleEndian: src.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
+        return info
+    }
+
+    /// Converts `count` stored elements of `dtype` at `raw` (any alignment) to Float32.
+    /// Large tensors are split across `Compute.pool` (page faults and conversion overlap).
+    static func widen(_ dtype: DType, _ raw: UnsafeRawBufferPointer, into dst: UnsafeMutablePointer<Float>, count: Int) {
+        guard count > 0, let src = raw.baseAddress else { return }
+        Compute.pool.parallelFor(count, grain: 1 << 18) { r in
+            widenSerial(dtype, src + r.lowerBound * dtype.size, into: dst + r.lowerBound, count: r.count)
         }
     }
-}
 
-/// Writes F32 safetensors files.
-public enum SafeTensorsWriter {
-    /// Writes `tensors` (name, tensor) with optional `metadata` to `url`, names sorted as the
-    /// reference implementation does.
-    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to url: URL) throws {
-        var header: [String: Any] = [:]
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
-        var offset = 0
-        let names = tensors.keys.sorted()
-        for name in names {
-            let t = tensors[name]!
-            header[name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + t.count * 4]] as [String: Any]
-            offset += t.count * 4
-        }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        // Pad the header with spaces to an 8-byte boundary, as the reference writer does.
-        while json.count % 8 != 0 { json.append(0x20) }
-        var out = Data(capacity: 8 + json.count + offset)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
-        out.append(json)
-        for name in names {
-            let t = tensors[name]!
-            out.append(UnsafeBufferPointer(start: t.data, count: t.count))
-        }
-        do {
-            try out.write(to: url, options: .atomic)
-        } catch {
-            throw SafeTensorsError(file: url.path, reason: "cannot write: \(error.localizedDescription)")
+    private static func widenSerial(_ dtype: DType, _ src: UnsafeRawPointer, into dst: UnsafeMutablePointer<Float>, count: Int) {
+        switch dtype {
+        case .f32: memcpy(dst, src, count * 4)
+        case .f16: Conversion.float16ToFloat32(src, dst, count: count)
+        case .bf16: Conversion.bfloat16ToFloat32(src, dst, count: count)
+        case .i64:
+            for i in 0..<count { dst[i] = Float(Int64(littleEndian: src.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))) }
         }
     }
 }
