@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .library(name: "CLIP", targets: ["CLIP"]),
+        .library(name: "Wuerstchen", targets: ["Wuerstchen"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,10 +39,11 @@ let package = Package(
         .target(
             name: "CLIP", dependencies: ["Tensor", "SafeTensors"],
             resources: [.copy("Resources")]),
+        .target(name: "Wuerstchen", dependencies: ["Tensor", "SafeTensors", "CLIP"]),
         .executableTarget(
             name: "wuerstchen",
             dependencies: [
-                "Tensor", "SafeTensors", "CLIP",
+                "Tensor", "SafeTensors", "CLIP", "Wuerstchen",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(
@@ -49,6 +51,9 @@ let package = Package(
             resources: [.copy("Fixtures")], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(
             name: "CLIPTests", dependencies: ["CLIP", "Tensor", "SafeTensors"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "WuerstchenTests", dependencies: ["Wuerstchen", "CLIP", "Tensor", "SafeTensors"],
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensor"]),
