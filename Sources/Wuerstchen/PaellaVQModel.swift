@@ -1,0 +1,541 @@
+import Foundation
+import SafeTensors
+import Tensor
+
+// Stage A of Würstchen v2: diffusers' `PaellaVQModel`
+// (src/diffusers/pipelines/deprecated/wuerstchen/modeling_paella_vq_model.py, diffusers 0.42.1) with
+// its `VectorQuantizer` (src/diffusers/models/autoencoders/vae.py, `legacy=False`), ported to NHWC:
+// the permutes around the LayerNorms and the channelwise MLPs vanish because channels are last.
+//
+// Encoder: PixelUnshuffle(s) -> Conv1x1 -> [MixingResidualBlock, (Conv4x4/s2/p1, MixingResidualBlock)...]
+//          -> Conv1x1 (no bias) -> BatchNorm2d (eval: running statistics).
+// Decoder: Conv1x1 -> bottleneck_blocks x MixingResidualBlock -> [ConvTranspose4x4/s2/p1,
+//          MixingResidualBlock]... -> Conv1x1 -> PixelShuffle(s).
+// There is no LeakyReLU anywhere in this model and the decoder has no BatchNorm.
+
+/// `PaellaVQModel`'s `config.json`; every default is diffusers' (and the published `warp-ai/wuerstchen` vqgan's).
+public struct PaellaVQModelConfig: Codable, Sendable, Equatable {
+    /// Image channels the encoder takes.
+    public var inChannels: Int
+    /// Image channels the decoder returns.
+    public var outChannels: Int
+    /// PixelUnshuffle / PixelShuffle factor at the image end.
+    public var upDownScaleFactor: Int
+    /// Resolution levels (each further level halves the resolution and doubles the width).
+    public var levels: Int
+    /// MixingResidualBlocks at the decoder's lowest resolution.
+    public var bottleneckBlocks: Int
+    /// Width of the lowest-resolution level (`c_levels[-1]`).
+    public var embedDim: Int
+    /// Latent channels (Stage B's `c_in`).
+    public var latentChannels: Int
+    /// Codebook entries of the vector quantizer.
+    public var numVqEmbeddings: Int
+    /// The factor the decoder pipeline multiplies Stage B's latents by before `decode`.
+    public var scaleFactor: Float
+
+    enum CodingKeys: String, CodingKey {
+        case inChannels = "in_channels"
+        case outChannels = "out_channels"
+        case upDownScaleFactor = "up_down_scale_factor"
+        case levels
+        case bottleneckBlocks = "bottleneck_blocks"
+        case embedDim = "embed_dim"
+        case latentChannels = "latent_channels"
+        case numVqEmbeddings = "num_vq_embeddings"
+        case scaleFactor = "scale_factor"
+    }
+
+    /// A configuration; every default is diffusers' `PaellaVQModel` default.
+    public init(
+        inChannels: Int = 3, outChannels: Int = 3, upDownScaleFactor: Int = 2, levels: Int = 2,
+        bottleneckBlocks: Int = 12, embedDim: Int = 384, latentChannels: Int = 4, numVqEmbeddings: Int = 8192,
+        scaleFactor: Float = 0.3764
+    ) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.upDownScaleFactor = upDownScaleFactor
+        self.levels = levels
+        self.bottleneckBlocks = bottleneckBlocks
+        self.embedDim = embedDim
+        self.latentChannels = latentChannels
+        self.numVqEmbeddings = numVqEmbeddings
+        self.scaleFactor = scaleFactor
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = PaellaVQModelConfig()
+        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? d.inChannels
+        outChannels = try c.decodeIfPresent(Int.self, forKey: .outChannels) ?? d.outChannels
+        upDownScaleFactor = try c.decodeIfPresent(Int.self, forKey: .upDownScaleFactor) ?? d.upDownScaleFactor
+        levels = try c.decodeIfPresent(Int.self, forKey: .levels) ?? d.levels
+        bottleneckBlocks = try c.decodeIfPresent(Int.self, forKey: .bottleneckBlocks) ?? d.bottleneckBlocks
+        embedDim = try c.decodeIfPresent(Int.self, forKey: .embedDim) ?? d.embedDim
+        latentChannels = try c.decodeIfPresent(Int.self, forKey: .latentChannels) ?? d.latentChannels
+        numVqEmbeddings = try c.decodeIfPresent(Int.self, forKey: .numVqEmbeddings) ?? d.numVqEmbeddings
+        scaleFactor = try c.decodeIfPresent(Float.self, forKey: .scaleFactor) ?? d.scaleFactor
+    }
+
+    /// The vqgan of `warp-ai/wuerstchen` (= the defaults).
+    public static let wuerstchenV2 = PaellaVQModelConfig()
+
+    /// `c_levels = [embed_dim // 2**i for i in reversed(range(levels))]`: widths from the image end
+    /// (highest resolution, narrowest) to the latent end.
+    public var channelLevels: [Int] { (0..<levels).reversed().map { embedDim >> $0 } }
+
+    /// Latent pixels per image pixel along each axis: `up_down_scale_factor * 2**(levels - 1)`
+    /// (4 for the published model: a 256x256 latent decodes to 1024x1024).
+    public var downscale: Int { upDownScaleFactor << max(levels - 1, 0) }
+
+    /// Checks what the architecture needs; names the field that is wrong.
+    func validate() throws {
+        func fail(_ s: String) -> PaellaVQModelError { PaellaVQModelError(description: "vqgan config: " + s) }
+        guard levels >= 1 else { throw fail("levels must be >= 1, got \(levels)") }
+        guard upDownScaleFactor >= 1 else { throw fail("up_down_scale_factor must be >= 1, got \(upDownScaleFactor)") }
+        guard embedDim >= 1, embedDim % (1 << (levels - 1)) == 0 else {
+            throw fail("embed_dim \(embedDim) must be a positive multiple of 2**(levels - 1) = \(1 << (levels - 1))")
+        }
+        guard inChannels >= 1, outChannels >= 1, latentChannels >= 1, numVqEmbeddings >= 1, bottleneckBlocks >= 0 else {
+            throw fail("in_channels, out_channels, latent_channels, num_vq_embeddings must be >= 1 and bottleneck_blocks >= 0")
+        }
+    }
+}
+
+/// An error in a vqgan's configuration or inputs.
+public struct PaellaVQModelError: Error, CustomStringConvertible {
+    /// What is wrong, naming the field or input.
+    public let description: String
+}
+
+/// diffusers' `PaellaVQModel` (Stage A): latents `[B, h, w, latent_channels]` to images
+/// `[B, h * downscale, w * downscale, out_channels]` and back, NHWC.
+///
+/// Images are in the model's own range: the decoder is trained towards [0, 1] but does not clamp;
+/// the Würstchen decoder pipeline clamps to [0, 1] afterwards (`.sample.clamp(0, 1)`), then PIL
+/// rounds `x * 255`. The encoder takes images in the range it was trained on (the pipelines never
+/// call it).
+public struct PaellaVQModel: @unchecked Sendable {
+    /// The configuration the model was built from.
+    public let config: PaellaVQModelConfig
+    /// Tokens per tile of the MixingResidualBlocks' channelwise MLPs. The MLP is 4x as wide as its
+    /// input, so at full size it would need `[1, 512, 512, 768]` (800 MB) at 1024 px; in tiles it needs
+    /// `tile * 5 * C` floats. Any value >= 1 gives the same result.
+    public var channelwiseTileTokens = 2048
+
+    private let in_block: Conv2d  // in_block.1, after PixelUnshuffle
+    private let down_blocks: [Stage]
+    private let down_latent: Conv2d  // down_blocks.<last>.0, bias=False
+    private let down_norm: BatchNorm  // down_blocks.<last>.1
+    private let vquantizer: VectorQuantizer
+    private let up_in: Conv2d  // up_blocks.0.0
+    private let up_blocks: [Stage]
+    private let out_block: Conv2d  // out_block.0, before PixelShuffle
+
+    /// One element of the `down_blocks` / `up_blocks` Sequentials.
+    private enum Stage {
+        case block(MixingResidualBlock)
+        case downscale(Conv2d)  // Conv2d(c_prev, c, 4, stride 2, padding 1)
+        case upscale(ConvTranspose2d)  // ConvTranspose2d(c, c_next, 4, stride 2, padding 1)
+    }
+
+    /// The `down_blocks` layout: (index, kind, channels) in diffusers' order.
+    private static func encoderLayout(_ c: PaellaVQModelConfig) -> [(index: Int, downscale: Bool, cin: Int, cout: Int)] {
+        let levels = c.channelLevels
+        var out: [(index: Int, downscale: Bool, cin: Int, cout: Int)] = []
+        for i in 0..<c.levels {
+            if i > 0 { out.append((out.count, true, levels[i - 1], levels[i])) }
+            out.append((out.count, false, levels[i], levels[i]))
+        }
+        return out
+    }
+
+    /// The `up_blocks` layout after `up_blocks.0`: (index, kind, channels) in diffusers' order.
+    private static func decoderLayout(_ c: PaellaVQModelConfig) -> [(index: Int, upscale: Bool, cin: Int, cout: Int)] {
+        let levels = c.channelLevels, n = c.levels
+        var out: [(index: Int, upscale: Bool, cin: Int, cout: Int)] = []
+        for i in 0..<n {
+            let ch = levels[n - 1 - i]
+            for _ in 0..<(i == 0 ? c.bottleneckBlocks : 1) { out.append((out.count + 1, false, ch, ch)) }
+            if i < n - 1 { out.append((out.count + 1, true, ch, levels[n - 2 - i])) }
+        }
+        return out
+    }
+
+    /// Every tensor the model declares, named and shaped as PyTorch's state dict (BatchNorm running
+    /// statistics included, as `.batchNormStat`; the int64 `num_batches_tracked` is not declared).
+    public static func parameters(_ c: PaellaVQModelConfig) -> [ParameterSpec] {
+        let levels = c.channelLevels, s2 = c.upDownScaleFactor * c.upDownScaleFactor
+        var specs = Declare.conv("in_block.1", c.inChannels * s2, levels[0], kernel: 1)
+        let encoder = encoderLayout(c)
+        for e in encoder {
+            specs += e.downscale
+                ? Declare.conv("down_blocks.\(e.index)", e.cin, e.cout, kernel: 4)
+                : MixingResidualBlock.parameters("down_blocks.\(e.index)", c: e.cin)
+        }
+        let last = "down_blocks.\(encoder.count)"
+        specs += [
+            ParameterSpec(last + ".0.weight", [c.latentChannels, levels[c.levels - 1], 1, 1]),
+            ParameterSpec(last + ".1.weight", [c.latentChannels]), ParameterSpec(last + ".1.bias", [c.latentChannels]),
+            ParameterSpec(last + ".1.running_mean", [c.latentChannels], .batchNormStat),
+            ParameterSpec(last + ".1.running_var", [c.latentChannels], .batchNormStat),
+            ParameterSpec("vquantizer.embedding.weight", [c.numVqEmbeddings, c.latentChannels]),
+        ]
+        specs += Declare.conv("up_blocks.0.0", c.latentChannels, levels[c.levels - 1], kernel: 1)
+        for d in decoderLayout(c) {
+            specs += d.upscale
+                ? Declare.convTranspose("up_blocks.\(d.index)", d.cin, d.cout, kernel: 4)
+                : MixingResidualBlock.parameters("up_blocks.\(d.index)", c: d.cin)
+        }
+        specs += Declare.conv("out_block.0", levels[0], c.outChannels * s2, kernel: 1)
+        return specs
+    }
+
+    /// The model over `weights` (PyTorch layout, names from `parameters(config)`).
+    public init(config c: PaellaVQModelConfig, weights: [String: Tensor]) throws {
+        try c.validate()
+        let w = Weights(tensors: weights)
+        config = c
+        in_block = w.conv("in_block.1")
+        let encoder = Self.encoderLayout(c)
+        down_blocks = encoder.map { e in
+            e.downscale
+                ? .downscale(w.conv("down_blocks.\(e.index)", stride: 2, padding: 1))
+                : .block(MixingResidualBlock(w, "down_blocks.\(e.index)"))
+        }
+        let last = "down_blocks.\(encoder.count)"
+        down_latent = Conv2d(weight: w[last + ".0.weight"], bias: nil)
+        down_norm = BatchNorm(
+            weight: w[last + ".1.weight"], bias: w[last + ".1.bias"],
+            runningMean: w[last + ".1.running_mean"], runningVar: w[last + ".1.running_var"])
+        vquantizer = VectorQuantizer(codebook: w["vquantizer.embedding.weight"])
+        up_in = w.conv("up_blocks.0.0")
+        up_blocks = Self.decoderLayout(c).map { d in
+            d.upscale
+                ? .upscale(ConvTranspose2d(
+                    weight: w["up_blocks.\(d.index).weight"], bias: w["up_blocks.\(d.index).bias"], stride: 2, padding: 1))
+                : .block(MixingResidualBlock(w, "up_blocks.\(d.index)"))
+        }
+        out_block = w.conv("out_block.0")
+    }
+
+    /// Loads `config.json` and the weights of a `vqgan` folder (diffusers or Paddle layout, fp32 or fp16).
+    public init(folder: URL, variant: WeightsVariant = .preferFull) throws {
+        let config = try loadConfig(PaellaVQModelConfig.self, from: folder)
+        try config.validate()
+        let weights = try ModelFolder.locateWeights(in: folder, variant: variant)
+        try self.init(config: config, weights: try weights.load(Self.parameters(config)))
+    }
+
+    // MARK: Decoding
+
+    /// diffusers' `PaellaVQModel.decode(h, force_not_quantize=...)`: latents to images.
+    ///
+    /// The Würstchen decoder pipeline calls `vqgan.decode(scale_factor * latents)` with the default
+    /// `force_not_quantize=True` and clamps the result to [0, 1] itself (`decodePipelineLatents`
+    /// does the scaling, not the clamp). With `forceNotQuantize: false` every latent pixel is first
+    /// replaced by its nearest codebook vector. The batch is decoded one sample at a time, so peak
+    /// memory is that of one image.
+    /// latents: [B, h, w, latent_channels] -> [B, h * downscale, w * downscale, out_channels]
+    public func decode(_ latents: Tensor, forceNotQuantize: Bool = true) throws -> Tensor {
+        guard latents.rank == 4, latents.dim(3) == config.latentChannels, latents.dim(1) >= 1, latents.dim(2) >= 1 else {
+            throw PaellaVQModelError(
+                description: "vqgan decode expects latents [B, h, w, \(config.latentChannels)] (NHWC), got \(latents.shape)")
+        }
+        let b = latents.dim(0), h = latents.dim(1), w = latents.dim(2), f = config.downscale
+        let out = Tensor(uninitialized: [b, h * f, w * f, config.outChannels])
+        let perIn = h * w * config.latentChannels, perOut = out.count / max(b, 1)
+        for i in 0..<b {
+            var x = Self.sample(latents, i, perIn)  // [1, h, w, latent]
+            if !forceNotQuantize { x = vquantizer(x) }
+            let image = decodeSample(x)
+            (out.data + i * perOut).update(from: image.data, count: perOut)
+        }
+        return out
+    }
+
+    /// What the Würstchen decoder pipeline hands Stage A: `decode(scale_factor * latents)`, unclamped.
+    /// latents: [B, h, w, latent_channels] (Stage B's output) -> [B, h * downscale, w * downscale, out_channels]
+    public func decodePipelineLatents(_ latents: Tensor) throws -> Tensor {
+        try decode(latents * config.scaleFactor)
+    }
+
+    /// One sample through `up_blocks` and `out_block`. x: [1, h, w, latent] -> [1, H, W, out]
+    private func decodeSample(_ latent: Tensor) -> Tensor {
+        var x = up_in(latent)  // [1, h, w, c_levels[-1]]
+        for stage in up_blocks {
+            switch stage {
+            case .block(let block): block.apply(x, tileTokens: channelwiseTileTokens)
+            case .upscale(let conv): x = conv(x)  // [1, 2h', 2w', c / 2]
+            case .downscale: preconditionFailure("no downscale in the decoder")
+            }
+        }
+        x = out_block(x)  // [1, H / s, W / s, out * s * s]
+        return pixelShuffle(x, factor: config.upDownScaleFactor)
+    }
+
+    // MARK: Encoding and quantisation
+
+    /// diffusers' `PaellaVQModel.encode(x).latents`: images to (unquantised) latents, BatchNorm in
+    /// eval mode (running statistics).
+    /// images: [B, H, W, in_channels], H and W multiples of `downscale` -> [B, H / downscale, W / downscale, latent]
+    public func encode(_ images: Tensor) throws -> Tensor {
+        let f = config.downscale
+        guard images.rank == 4, images.dim(3) == config.inChannels, images.dim(1) > 0, images.dim(2) > 0,
+            images.dim(1) % f == 0, images.dim(2) % f == 0
+        else {
+            throw PaellaVQModelError(
+                description: "vqgan encode expects images [B, H, W, \(config.inChannels)] (NHWC) with H and W multiples of \(f), got \(images.shape)")
+        }
+        let b = images.dim(0), h = images.dim(1) / f, w = images.dim(2) / f
+        let out = Tensor(uninitialized: [b, h, w, config.latentChannels])
+        let perIn = images.count / b, perOut = h * w * config.latentChannels
+        for i in 0..<b {
+            var x = pixelUnshuffle(Self.sample(images, i, perIn), factor: config.upDownScaleFactor)
+            x = in_block(x)  // [1, H / s, W / s, c_levels[0]]
+            for stage in down_blocks {
+                switch stage {
+                case .block(let block): block.apply(x, tileTokens: channelwiseTileTokens)
+                case .downscale(let conv): x = conv(x)  // [1, h' / 2, w' / 2, 2c]
+                case .upscale: preconditionFailure("no upscale in the encoder")
+                }
+            }
+            x = down_latent(x)  // [1, h, w, latent]
+            down_norm.applyInPlace(x)
+            (out.data + i * perOut).update(from: x.data, count: perOut)
+        }
+        return out
+    }
+
+    /// diffusers' `VectorQuantizer(...)(z)[0]`: every latent pixel replaced by its nearest codebook
+    /// vector (Euclidean), as `z + (z_q - z)`. latents: [B, h, w, latent] -> same
+    public func quantize(_ latents: Tensor) throws -> Tensor {
+        guard latents.rank == 4, latents.dim(3) == config.latentChannels else {
+            throw PaellaVQModelError(
+                description: "vqgan quantize expects latents [B, h, w, \(config.latentChannels)] (NHWC), got \(latents.shape)")
+        }
+        return vquantizer(latents)
+    }
+
+    /// Sample `i` of a batch as `[1, ...]`, sharing storage. x: [B, ...] -> [1, ...]
+    private static func sample(_ x: Tensor, _ i: Int, _ per: Int) -> Tensor {
+        if x.dim(0) == 1 { return x }
+        let storage = TensorStorage(borrowing: x.data + i * per, count: per, owner: x.storage)
+        return Tensor(shape: [1] + Array(x.shape.dropFirst()), storage: storage)
+    }
+}
+
+// MARK: - Blocks
+
+/// Paella's `MixingResidualBlock(c, 4c)`:
+/// ```
+/// x = x + depthwise(norm1(x) * (1 + g0) + g1) * g2      # ReplicationPad2d(1) + Conv2d(c, c, 3, groups=c)
+/// x = x + channelwise(norm2(x) * (1 + g3) + g4) * g5    # Linear(c, 4c) -> GELU -> Linear(4c, c)
+/// ```
+/// with `g = gammas` (six scalars) and LayerNorms without affine, eps 1e-6. Applied in place; the
+/// channelwise half runs in tiles of tokens so that its 4x wide hidden layer never exists whole.
+struct MixingResidualBlock {
+    let depthwise: DepthwiseConv2d  // depthwise.1
+    let channelwise0: Linear  // [4c, c]
+    let channelwise2: Linear  // [c, 4c]
+    let gammas: [Float]
+
+    static func parameters(_ prefix: String, c: Int) -> [ParameterSpec] {
+        Declare.conv(prefix + ".depthwise.1", c, c, kernel: 3, groups: c)
+            + Declare.linear(prefix + ".channelwise.0", c, 4 * c)
+            + Declare.linear(prefix + ".channelwise.2", 4 * c, c)
+            + [ParameterSpec(prefix + ".gammas", [6])]
+    }
+
+    init(_ w: Weights, _ prefix: String) {
+        depthwise = DepthwiseConv2d(
+            weight: w[prefix + ".depthwise.1.weight"], bias: w[prefix + ".depthwise.1.bias"], paddingMode: .replicate)
+        channelwise0 = w.linear(prefix + ".channelwise.0")
+        channelwise2 = w.linear(prefix + ".channelwise.2")
+        gammas = w[prefix + ".gammas"].toArray()
+    }
+
+    /// x: [B, H, W, C], updated in place. Peak extra memory: two tensors of x's size (the depthwise
+    /// half) or `tileTokens * 5C` floats (the channelwise half).
+    func apply(_ x: Tensor, tileTokens: Int) {
+        let g = gammas
+        // Depthwise half. t: [B, H, W, C]; torch rounds (1 + g0) to float first, then multiplies, then adds.
+        let t = wuerstchenLayerNorm(x)
+        scaleShiftInPlace(t.data, count: t.count, scale: 1 + g[0], shift: g[1])
+        let d = depthwise(t)  // [B, H, W, C]
+        addScaledInPlace(x.data, d.data, count: x.count, scale: g[2])
+
+        // Channelwise half, `tile` tokens at a time: xn [tile, C] -> hidden [tile, 4C] -> y [tile, C] (in xn).
+        let c = x.dim(-1), hiddenC = channelwise0.outFeatures
+        let tokens = x.count / c
+        let tile = max(1, min(tokens, tileTokens))
+        let xn = Tensor(uninitialized: [tile, c])
+        let hidden = Tensor(uninitialized: [tile, hiddenC])
+        var t0 = 0
+        while t0 < tokens {
+            let n = min(tile, tokens - t0)
+            let rows = x.data + t0 * c
+            xn.data.update(from: rows, count: n * c)
+            let view = n == tile ? xn : Tensor(shape: [n, c], storage: TensorStorage(borrowing: xn.data, count: n * c, owner: xn.storage))
+            wuerstchenLayerNorm.applyInPlace(view)
+            scaleShiftInPlace(xn.data, count: n * c, scale: 1 + g[3], shift: g[4])
+            linear(channelwise0, xn.data, rows: n, into: hidden.data)
+            Activation.gelu.apply(hidden.data, hidden.data, count: n * hiddenC)
+            linear(channelwise2, hidden.data, rows: n, into: xn.data)
+            addScaledInPlace(rows, xn.data, count: n * c, scale: g[5])
+            t0 += n
+        }
+    }
+
+    /// `out = x W^T + b` for `rows` rows, as `torch.addmm` (bias preloaded, GEMM accumulates onto it).
+    private func linear(_ l: Linear, _ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        let o = l.outFeatures, i = l.inFeatures
+        let bias = l.bias!.data
+        Compute.pool.parallelFor(rows, grain: 256) { r in
+            for row in r { (out + row * o).update(from: bias, count: o) }
+        }
+        GEMM.sgemm(transB: true, m: rows, n: o, k: i, a: x, lda: i, b: l.weight.data, ldb: i, beta: 1, c: out, ldc: o)
+    }
+}
+
+/// `nn.BatchNorm2d` in eval mode, as PyTorch's CPU kernel computes it
+/// (aten/src/ATen/native/batch_norm.cpp `batch_norm_cpu_collect_linear_and_constant_terms`):
+/// `alpha = weight / sqrt(running_var + eps)`, `beta = bias - running_mean * alpha`, `y = x * alpha + beta`.
+private struct BatchNorm {
+    let alpha: [Float]
+    let beta: [Float]
+
+    init(weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, eps: Float = 1e-5) {
+        var a = [Float](repeating: 0, count: weight.count), b = a
+        for c in 0..<weight.count {
+            let invstd = 1 / (runningVar[flat: c] + eps).squareRoot()
+            a[c] = invstd * weight[flat: c]
+            b[c] = bias[flat: c] - runningMean[flat: c] * a[c]
+        }
+        alpha = a
+        beta = b
+    }
+
+    /// x: [..., C] normalised in place.
+    func applyInPlace(_ x: Tensor) {
+        let c = alpha.count
+        precondition(x.dim(-1) == c, "BatchNorm over \(c) channels got \(x.shape)")
+        let rows = x.count / c, p = x.data
+        alpha.withUnsafeBufferPointer { a in
+            beta.withUnsafeBufferPointer { b in
+                for r in 0..<rows {
+                    for j in 0..<c { p[r * c + j] = p[r * c + j] * a[j] + b[j] }
+                }
+            }
+        }
+    }
+}
+
+/// diffusers' `VectorQuantizer(n_e, vq_embed_dim, beta=0.25, legacy=False)` forward, the quantised
+/// latents only (the loss and indices are training outputs).
+///
+/// `argmin(cdist(z, E))` equals `argmin(|e|^2 - 2 z.e)` (the `|z|^2` term is the same for every code),
+/// computed with one GEMM per tile of tokens; the first index wins ties, as `torch.argmin`.
+private struct VectorQuantizer {
+    let codebook: Tensor  // [n_e, D]
+    let norms: Tensor  // [n_e], |e|^2
+
+    init(codebook: Tensor) {
+        self.codebook = codebook
+        let n = codebook.dim(0), d = codebook.dim(1)
+        norms = Tensor(uninitialized: [n])
+        for i in 0..<n {
+            var s: Float = 0
+            for j in 0..<d { s += codebook[flat: i * d + j] * codebook[flat: i * d + j] }
+            norms[flat: i] = s
+        }
+    }
+
+    /// z: [..., D] -> [..., D]
+    func callAsFunction(_ z: Tensor) -> Tensor {
+        let n = codebook.dim(0), d = codebook.dim(1)
+        let tokens = z.count / d
+        let out = Tensor(uninitialized: z.shape)
+        let tile = max(1, min(tokens, (1 << 20) / n))
+        let scores = Tensor(uninitialized: [tile, n])
+        var t0 = 0
+        while t0 < tokens {
+            let m = min(tile, tokens - t0)
+            // scores[t, j] = |e_j|^2 - 2 z_t . e_j
+            for r in 0..<m { (scores.data + r * n).update(from: norms.data, count: n) }
+            GEMM.sgemm(
+                transB: true, m: m, n: n, k: d, alpha: -2, a: z.data + t0 * d, lda: d,
+                b: codebook.data, ldb: d, beta: 1, c: scores.data, ldc: n)
+            let zs = z.data, cb = codebook.data, sc = scores.data, o = out.data
+            Compute.pool.parallelFor(m, grain: 16) { range in
+                for r in range {
+                    let row = sc + r * n
+                    var best = 0
+                    var bestScore = row[0]
+                    for j in 1..<max(n, 1) where row[j] < bestScore {
+                        best = j
+                        bestScore = row[j]
+                    }
+                    // z + (z_q - z), as the straight-through estimator rounds it.
+                    let zr = zs + (t0 + r) * d, e = cb + best * d, orow = o + (t0 + r) * d
+                    for k in 0..<d { orow[k] = zr[k] + (e[k] - zr[k]) }
+                }
+            }
+            t0 += m
+        }
+        return out
+    }
+}
+
+// MARK: - Elementwise helpers (in place, split over the pool, eight lanes at a time)
+
+/// `p[i] = p[i] * scale + shift` (two roundings, as torch's separate mul and add).
+private func scaleShiftInPlace(_ p: UnsafeMutablePointer<Float>, count: Int, scale: Float, shift: Float) {
+    let s8 = SIMD8<Float>(repeating: scale), b8 = SIMD8<Float>(repeating: shift)
+    chunked(count) { lo, hi in
+        var i = lo
+        while i + 8 <= hi {
+            store8(load8(p + i) * s8 + b8, p + i)
+            i += 8
+        }
+        while i < hi {
+            p[i] = p[i] * scale + shift
+            i += 1
+        }
+    }
+}
+
+/// `x[i] = x[i] + y[i] * scale` (the product rounded first, as torch's `x + y * g`).
+private func addScaledInPlace(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int, scale: Float) {
+    let s8 = SIMD8<Float>(repeating: scale)
+    chunked(count) { lo, hi in
+        var i = lo
+        while i + 8 <= hi {
+            store8(load8(x + i) + load8(y + i) * s8, x + i)
+            i += 8
+        }
+        while i < hi {
+            x[i] = x[i] + y[i] * scale
+            i += 1
+        }
+    }
+}
+
+/// Calls `body(lo, hi)` over ranges covering `0..<count`, split over the pool in multiples of 8.
+@inline(__always)
+private func chunked(_ count: Int, _ body: (Int, Int) -> Void) {
+    let blocks = (count + 7) / 8
+    Compute.pool.parallelFor(blocks, grain: 4096) { r in body(r.lowerBound * 8, min(count, r.upperBound * 8)) }
+}
+
+@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always) private func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always) private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
