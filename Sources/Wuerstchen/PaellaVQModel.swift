@@ -122,6 +122,10 @@ public struct PaellaVQModel: @unchecked Sendable {
     /// input, so at full size it would need `[1, 512, 512, 768]` (800 MB) at 1024 px; in tiles it needs
     /// `tile * 5 * C` floats. Any value >= 1 gives the same result.
     public var channelwiseTileTokens = 2048
+    /// Image rows per band in which the MixingResidualBlocks run (nil: about 4M floats per band).
+    /// Each band normalises its rows plus a halo row on either side, so no block needs a temporary
+    /// of the whole image. Any value >= 1 gives the same result.
+    public var bandRows: Int? = nil
 
     private let in_block: Conv2d  // in_block.1, after PixelUnshuffle
     private let down_blocks: [Stage]
@@ -265,7 +269,7 @@ public struct PaellaVQModel: @unchecked Sendable {
         var x = up_in(latent)  // [1, h, w, c_levels[-1]]
         for stage in up_blocks {
             switch stage {
-            case .block(let block): block.apply(x, tileTokens: channelwiseTileTokens)
+            case .block(let block): block.apply(x, tileTokens: channelwiseTileTokens, bandRows: bandRows)
             case .upscale(let conv): x = conv(x)  // [1, 2h', 2w', c / 2]
             case .downscale: preconditionFailure("no downscale in the decoder")
             }
@@ -295,7 +299,7 @@ public struct PaellaVQModel: @unchecked Sendable {
             x = in_block(x)  // [1, H / s, W / s, c_levels[0]]
             for stage in down_blocks {
                 switch stage {
-                case .block(let block): block.apply(x, tileTokens: channelwiseTileTokens)
+                case .block(let block): block.apply(x, tileTokens: channelwiseTileTokens, bandRows: bandRows)
                 case .downscale(let conv): x = conv(x)  // [1, h' / 2, w' / 2, 2c]
                 case .upscale: preconditionFailure("no upscale in the encoder")
                 }
@@ -355,34 +359,85 @@ struct MixingResidualBlock {
         gammas = w[prefix + ".gammas"].toArray()
     }
 
-    /// x: [B, H, W, C], updated in place. Peak extra memory: two tensors of x's size (the depthwise
-    /// half) or `tileTokens * 5C` floats (the channelwise half).
-    func apply(_ x: Tensor, tileTokens: Int) {
+    /// x: [B, H, W, C], updated in place, one band of `bandRows` image rows at a time (default: about
+    /// 4M floats per band). Both halves are local: the depthwise half of output row y reads normalised
+    /// rows y-1...y+1 of the block's input, the channelwise half only row y. So a band needs the
+    /// normalised rows of the band plus one halo row on each side, taken before the previous band
+    /// changed them (the upper halo is carried over from the previous band, the lower one is not
+    /// updated yet). Extra memory: `(bandRows + 2)` normalised rows, their depthwise output, and
+    /// `tileTokens * 5C` floats for the channelwise MLP, instead of whole-image temporaries.
+    func apply(_ x: Tensor, tileTokens: Int, bandRows: Int? = nil) {
+        precondition(x.rank == 4 && x.dim(3) == depthwise.channels, "MixingResidualBlock expects [B, H, W, \(depthwise.channels)], got \(x.shape)")
         let g = gammas
-        // Depthwise half. t: [B, H, W, C]; torch rounds (1 + g0) to float first, then multiplies, then adds.
-        let t = wuerstchenLayerNorm(x)
-        scaleShiftInPlace(t.data, count: t.count, scale: 1 + g[0], shift: g[1])
-        let d = depthwise(t)  // [B, H, W, C]
-        addScaledInPlace(x.data, d.data, count: x.count, scale: g[2])
+        let b = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3)
+        let rowFloats = w * c
+        guard rowFloats > 0, h > 0 else { return }
+        let band = max(1, min(h, bandRows ?? max(8, (1 << 22) / rowFloats)))
+        let normed = Tensor(uninitialized: [band + 2, w, c])  // normalised rows haveLo..<haveHi
+        let scratch = ChannelwiseScratch(block: self, tileTokens: tileTokens, c: c)
+        for s in 0..<b {
+            let xs = x.data + s * h * rowFloats
+            var haveLo = 0, haveHi = 0
+            var y0 = 0
+            while y0 < h {
+                let y1 = min(h, y0 + band)
+                let lo = max(0, y0 - 1), hi = min(h, y1 + 1)
+                // Keep the normalised rows lo..<haveHi from the previous band (computed before it updated them).
+                let kept = max(0, haveHi - lo)
+                if kept > 0 { memmove(normed.data, normed.data + (lo - haveLo) * rowFloats, kept * rowFloats * 4) }
+                // norm1(x) * (1 + g0) + g1 for the new rows; torch rounds (1 + g0) to float first.
+                let fresh = lo + kept
+                let dst = normed.data + kept * rowFloats
+                dst.update(from: xs + fresh * rowFloats, count: (hi - fresh) * rowFloats)
+                wuerstchenLayerNorm.applyInPlace(Tensor(
+                    shape: [hi - fresh, w, c], storage: TensorStorage(borrowing: dst, count: (hi - fresh) * rowFloats, owner: normed.storage)))
+                scaleShiftInPlace(dst, count: (hi - fresh) * rowFloats, scale: 1 + g[0], shift: g[1])
+                (haveLo, haveHi) = (lo, hi)
+                // x += depthwise(t) * g2 for rows y0..<y1 (the halo rows' outputs are discarded: the view's
+                // replicate padding is right only at the image's own edges).
+                let view = Tensor(
+                    shape: [1, hi - lo, w, c], storage: TensorStorage(borrowing: normed.data, count: (hi - lo) * rowFloats, owner: normed.storage))
+                let d = depthwise(view)  // [1, hi - lo, W, C]
+                addScaledInPlace(xs + y0 * rowFloats, d.data + (y0 - lo) * rowFloats, count: (y1 - y0) * rowFloats, scale: g[2])
+                // x += channelwise(norm2(x) * (1 + g3) + g4) * g5 for the band's tokens.
+                channelwise(xs + y0 * rowFloats, tokens: (y1 - y0) * w, scratch)
+                y0 = y1
+            }
+        }
+    }
 
-        // Channelwise half, `tile` tokens at a time: xn [tile, C] -> hidden [tile, 4C] -> y [tile, C] (in xn).
-        let c = x.dim(-1), hiddenC = channelwise0.outFeatures
-        let tokens = x.count / c
-        let tile = max(1, min(tokens, tileTokens))
-        let xn = Tensor(uninitialized: [tile, c])
-        let hidden = Tensor(uninitialized: [tile, hiddenC])
+    /// Tile buffers of the channelwise MLP.
+    private struct ChannelwiseScratch {
+        let tile: Int
+        let xn: Tensor  // [tile, C]
+        let hidden: Tensor  // [tile, 4C]
+
+        init(block: MixingResidualBlock, tileTokens: Int, c: Int) {
+            tile = max(1, tileTokens)
+            xn = Tensor(uninitialized: [tile, c])
+            hidden = Tensor(uninitialized: [tile, block.channelwise0.outFeatures])
+        }
+    }
+
+    /// `x += channelwise(norm2(x) * (1 + g3) + g4) * g5` over `tokens` rows of C at `x`, in equal tiles:
+    /// xn [n, C] -> hidden [n, 4C] -> y [n, C] (back in xn) -> x.
+    private func channelwise(_ x: UnsafeMutablePointer<Float>, tokens: Int, _ scratch: ChannelwiseScratch) {
+        let g = gammas, c = channelwise0.inFeatures, hiddenC = channelwise0.outFeatures
+        let tiles = (tokens + scratch.tile - 1) / scratch.tile
+        guard tiles > 0 else { return }
+        let per = (tokens + tiles - 1) / tiles
+        let xn = scratch.xn.data, hidden = scratch.hidden.data
         var t0 = 0
         while t0 < tokens {
-            let n = min(tile, tokens - t0)
-            let rows = x.data + t0 * c
-            xn.data.update(from: rows, count: n * c)
-            let view = n == tile ? xn : Tensor(shape: [n, c], storage: TensorStorage(borrowing: xn.data, count: n * c, owner: xn.storage))
-            wuerstchenLayerNorm.applyInPlace(view)
-            scaleShiftInPlace(xn.data, count: n * c, scale: 1 + g[3], shift: g[4])
-            linear(channelwise0, xn.data, rows: n, into: hidden.data)
-            Activation.gelu.apply(hidden.data, hidden.data, count: n * hiddenC)
-            linear(channelwise2, hidden.data, rows: n, into: xn.data)
-            addScaledInPlace(rows, xn.data, count: n * c, scale: g[5])
+            let n = min(per, tokens - t0)
+            let rows = x + t0 * c
+            xn.update(from: rows, count: n * c)
+            wuerstchenLayerNorm.applyInPlace(Tensor(shape: [n, c], storage: TensorStorage(borrowing: xn, count: n * c, owner: scratch.xn.storage)))
+            scaleShiftInPlace(xn, count: n * c, scale: 1 + g[3], shift: g[4])
+            linear(channelwise0, xn, rows: n, into: hidden)
+            Activation.gelu.apply(hidden, hidden, count: n * hiddenC)
+            linear(channelwise2, hidden, rows: n, into: xn)
+            addScaledInPlace(rows, xn, count: n * c, scale: g[5])
             t0 += n
         }
     }

@@ -8,9 +8,10 @@ import Tensor
 /// levels 2, bottleneck_blocks 2, embed_dim 16, latent_channels 4, 64 codes; every parameter, gamma
 /// and BatchNorm statistic random.
 @Suite struct PaellaVQModelTests {
-    static func tiny(tile: Int? = nil) throws -> PaellaVQModel {
+    static func tiny(tile: Int? = nil, band: Int? = nil) throws -> PaellaVQModel {
         var m = try PaellaVQModel(folder: Fixture.url("vqgan-tiny"))
         if let tile { m.channelwiseTileTokens = tile }
+        m.bandRows = band
         return m
     }
 
@@ -31,6 +32,12 @@ import Tensor
         expectClose(try Self.tiny().decode(latents), expected, tolerance: 1e-4, "PaellaVQModel.decode")
         // Channelwise MLP in tiles of 7 tokens (several tiles and a partial one at every level).
         expectClose(try Self.tiny(tile: 7).decode(latents), expected, tolerance: 1e-4, "PaellaVQModel.decode, 7-token tiles")
+        // Row bands of 1, 2 and 4 rows (a partial last band at 6 and 12 rows), with tiles inside the bands.
+        for band in [1, 2, 4] {
+            expectClose(
+                try Self.tiny(tile: 9, band: band).decode(latents), expected, tolerance: 1e-4,
+                "PaellaVQModel.decode, \(band)-row bands, 9-token tiles")
+        }
     }
 
     @Test func decodeQuantized() throws {
@@ -47,7 +54,9 @@ import Tensor
         let f = try Fixture.load("vqgan")
         let image = try f.tensor("image")  // [2, 24, 40, 3]
         expectClose(try Self.tiny().encode(image), try f.tensor("encode"), tolerance: 1e-4, "PaellaVQModel.encode")
-        expectClose(try Self.tiny(tile: 5).encode(image), try f.tensor("encode"), tolerance: 1e-4, "PaellaVQModel.encode, 5-token tiles")
+        expectClose(
+            try Self.tiny(tile: 5, band: 3).encode(image), try f.tensor("encode"), tolerance: 1e-4,
+            "PaellaVQModel.encode, 3-row bands, 5-token tiles")
     }
 
     @Test func pipelineScalingIsDecodeOfScaledLatents() throws {
