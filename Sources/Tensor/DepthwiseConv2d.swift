@@ -8,9 +8,10 @@ public enum PaddingMode: Sendable {
 
 /// Depthwise `torch.nn.Conv2d(c, c, k, padding=p, groups=c)` with stride 1, over NHWC images.
 ///
-/// Würstchen's ResBlock uses zero padding (`Conv2d(c, c, 3, padding=1, groups=c)`); Paella's
-/// MixingResidualBlock uses `Sequential(nn.ReplicationPad2d(1), nn.Conv2d(c, c, 3, groups=c))`
-/// (diffusers `models/vq_model.py` / `pipelines/wuerstchen/modeling_paella_vq_model.py`).
+/// Würstchen's ResBlock uses zero padding (`Conv2d(c, c, 3, padding=1, groups=c)`, diffusers
+/// `pipelines/wuerstchen/modeling_wuerstchen_common.py`); Paella's MixingResidualBlock uses
+/// `Sequential(nn.ReplicationPad2d(1), nn.Conv2d(c, c, 3, groups=c))`
+/// (`pipelines/wuerstchen/modeling_paella_vq_model.py`).
 /// A direct loop: NHWC puts the channels, which never mix, on the contiguous axis, so every tap is
 /// a vector multiply-add over channels; output rows are split across the pool. Each output is
 /// `bias + sum over taps (row-major over the kernel) of w * x`, in float32.
