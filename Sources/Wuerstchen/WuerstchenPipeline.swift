@@ -1,0 +1,112 @@
+import CLIP
+import Foundation
+import SafeTensors
+import Tensor
+
+/// Where a request is, reported after every denoising step.
+public struct GenerationProgress: Sendable, Equatable {
+    /// Which stage ran the step.
+    public enum Stage: String, Sendable { case prior, decoder }
+    /// Index of the request in the batch given to `generate`.
+    public let request: Int
+    public let stage: Stage
+    /// Steps done in this stage (1...total).
+    public let step: Int
+    /// Steps in this stage.
+    public let total: Int
+}
+
+/// What one request produced.
+public struct GenerationOutput: @unchecked Sendable {
+    /// The prior's image embeddings `[n, h, w, 16]` (NHWC; diffusers' `image_embeddings` permuted).
+    public let imageEmbeddings: Tensor
+    /// Pixels in [0, 1], `[n, H, W, 3]`.
+    public let images: Tensor
+}
+
+/// The text-to-image pipeline: Stage C (prior), then Stages B and A (decoder), with the models resident.
+///
+/// Requests run together: jobs whose latents have the same shape share each forward pass, every
+/// request with its own `TorchGenerator` seeded from its `seed`, so an image depends only on its request.
+public final class WuerstchenPipeline: @unchecked Sendable {
+    public let prior: WuerstchenPriorPipeline
+    public let decoder: WuerstchenDecoderPipeline
+
+    public init(prior: WuerstchenPriorPipeline, decoder: WuerstchenDecoderPipeline) {
+        self.prior = prior
+        self.decoder = decoder
+    }
+
+    /// Loads `warp-ai/wuerstchen-prior` and `warp-ai/wuerstchen` folders (diffusers or Paddle layout).
+    public convenience init(priorFolder: URL, decoderFolder: URL, variant: WeightsVariant = .preferFull) throws {
+        try self.init(prior: WuerstchenPriorPipeline(folder: priorFolder, variant: variant),
+                      decoder: WuerstchenDecoderPipeline(folder: decoderFolder, variant: variant))
+    }
+
+    /// The sizes both stages can take.
+    public var sizeRules: SizeRules {
+        SizeRules(resolutionMultiple: prior.resolutionMultiple, latentDimScale: decoder.latentDimScale,
+                  decoderLatentMultiple: decoder.decoder.config.latentMultiple)
+    }
+
+    /// Runs `requests` to images. `progress` is called after every step of every request; returning
+    /// false cancels that request (no further steps are computed for it; its result is a
+    /// `GenerationError` with field nil and message "cancelled").
+    /// Throws before any work when a request is invalid (the error names the field).
+    public func generate(
+        _ requests: [GenerationRequest], progress: ((GenerationProgress) -> Bool)? = nil
+    ) throws -> [Result<GenerationOutput, GenerationError>] {
+        let rules = sizeRules
+        for r in requests { try r.validate(sizes: rules) }
+        var results = [Result<GenerationOutput, GenerationError>?](repeating: nil, count: requests.count)
+        let cancelled = GenerationError(field: nil, message: "cancelled")
+
+        // Stage C: all requests, grouped by latent shape at every step.
+        var priorJobs: [(Int, PriorJob)] = try requests.enumerated().map { i, r in
+            (i, try prior.start(r, generator: TorchGenerator(seed: r.seed)))
+        }
+        var embeddings: [Int: (PriorJob, Tensor)] = [:]
+        while !priorJobs.isEmpty {
+            for group in groups(priorJobs, key: { $0.latentShape }) {
+                prior.step(group.map(\.1))
+                for (i, job) in group where progress?(GenerationProgress(request: i, stage: .prior, step: job.stepIndex, total: job.stepCount)) == false {
+                    results[i] = .failure(cancelled)
+                }
+            }
+            for (i, job) in priorJobs where job.isFinished && results[i] == nil {
+                embeddings[i] = (job, prior.imageEmbeddings(job))
+            }
+            priorJobs.removeAll { $0.1.isFinished || results[$0.0] != nil }
+        }
+
+        // Stages B and A.
+        var decoderJobs: [(Int, DecoderJob)] = try embeddings.keys.sorted().map { i in
+            let (job, emb) = embeddings[i]!
+            return (i, try decoder.start(requests[i], imageEmbeddings: emb, generator: job.generator))
+        }
+        while !decoderJobs.isEmpty {
+            for group in groups(decoderJobs, key: { $0.batchKey }) {
+                decoder.step(group.map(\.1))
+                for (i, job) in group where progress?(GenerationProgress(request: i, stage: .decoder, step: job.stepIndex, total: job.stepCount)) == false {
+                    results[i] = .failure(cancelled)
+                }
+            }
+            for (i, job) in decoderJobs where job.isFinished && results[i] == nil {
+                results[i] = .success(GenerationOutput(imageEmbeddings: embeddings[i]!.1, images: try decoder.images(job)))
+            }
+            decoderJobs.removeAll { $0.1.isFinished || results[$0.0] != nil }
+        }
+        return results.map { $0 ?? .failure(cancelled) }
+    }
+
+    /// Jobs split by `key`, in order of first appearance.
+    private func groups<J>(_ jobs: [(Int, J)], key: (J) -> [Int]) -> [[(Int, J)]] {
+        var order: [[Int]] = [], byKey: [[Int]: [(Int, J)]] = [:]
+        for item in jobs {
+            let k = key(item.1)
+            if byKey[k] == nil { order.append(k) }
+            byKey[k, default: []].append(item)
+        }
+        return order.map { byKey[$0]! }
+    }
+}

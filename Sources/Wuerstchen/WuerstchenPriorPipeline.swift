@@ -1,0 +1,177 @@
+import CLIP
+import Foundation
+import SafeTensors
+import Tensor
+
+// diffusers pipelines/deprecated/wuerstchen/pipeline_wuerstchen_prior.py, split into steps so that
+// requests at different steps can share one forward pass (each row carries its own r).
+
+/// A request's state in the prior: its generator, conditioning, latents and place in its schedule.
+public final class PriorJob: @unchecked Sendable {
+    /// The request.
+    public let request: GenerationRequest
+    /// The request's generator: latents, then one noise draw per step, as diffusers draws them.
+    public let generator: TorchGenerator
+    /// Whether classifier-free guidance runs (`prior_guidance > 1`).
+    public let guided: Bool
+    /// Text conditioning `[n, 77, D]`, then `[n, 77, D]` unconditional rows when guided.
+    let textCondition: Tensor
+    /// The schedule (the loop runs over all but the last value).
+    public let timesteps: [Float]
+    /// Current latents `[n, h, w, 16]`.
+    public internal(set) var latents: Tensor
+    /// Steps done.
+    public internal(set) var stepIndex = 0
+
+    init(request: GenerationRequest, generator: TorchGenerator, guided: Bool, textCondition: Tensor, timesteps: [Float], latents: Tensor) {
+        self.request = request
+        self.generator = generator
+        self.guided = guided
+        self.textCondition = textCondition
+        self.timesteps = timesteps
+        self.latents = latents
+    }
+
+    /// Steps in the schedule (`len(timesteps[:-1])`).
+    public var stepCount: Int { timesteps.count - 1 }
+    /// Whether every step has run.
+    public var isFinished: Bool { stepIndex >= stepCount }
+    /// Shape of the latents, the key batches are grouped by.
+    public var latentShape: [Int] { Array(latents.shape.dropFirst()) }
+    /// Rows this job puts into a forward pass.
+    public var rows: Int { latents.dim(0) * (guided ? 2 : 1) }
+}
+
+/// Stage C: text to image embeddings (`WuerstchenPriorPipeline`).
+public final class WuerstchenPriorPipeline: @unchecked Sendable {
+    public let tokenizer: CLIPTokenizer
+    public let textEncoder: CLIPTextModel
+    public let prior: WuerstchenPrior
+    public let scheduler: DDPMWuerstchenScheduler
+    /// `latent_mean` (42.0): the output is `latents * latent_mean - latent_std`, as diffusers writes it.
+    public let latentMean: Float
+    /// `latent_std` (1.0).
+    public let latentStd: Float
+    /// `resolution_multiple` (42.67): pixels per prior latent.
+    public let resolutionMultiple: Double
+
+    /// A pipeline over loaded components.
+    public init(
+        tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, prior: WuerstchenPrior,
+        scheduler: DDPMWuerstchenScheduler = DDPMWuerstchenScheduler(),
+        latentMean: Float = 42.0, latentStd: Float = 1.0, resolutionMultiple: Double = 42.67
+    ) {
+        self.tokenizer = tokenizer
+        self.textEncoder = textEncoder
+        self.prior = prior
+        self.scheduler = scheduler
+        self.latentMean = latentMean
+        self.latentStd = latentStd
+        self.resolutionMultiple = resolutionMultiple
+    }
+
+    /// Loads a `warp-ai/wuerstchen-prior` folder (diffusers or PaddlePaddle layout).
+    public convenience init(folder: URL, variant: WeightsVariant = .preferFull) throws {
+        let index = try PipelineIndex(folder: folder)
+        try self.init(
+            tokenizer: CLIPTokenizer(directory: index.component("tokenizer")),
+            textEncoder: CLIPTextModel(folder: index.component("text_encoder"), variant: variant),
+            prior: WuerstchenPrior(folder: index.component("prior"), variant: variant),
+            scheduler: DDPMWuerstchenScheduler(folder: index.component("scheduler")),
+            latentMean: Float(index.number("latent_mean", default: 42.0)),
+            latentStd: Float(index.number("latent_std", default: 1.0)),
+            resolutionMultiple: index.number("resolution_multiple", default: 42.67))
+    }
+
+    /// Prior latent size for an image of `height` x `width` pixels: `ceil(px / resolution_multiple)`.
+    public func latentSize(height: Int, width: Int) -> (height: Int, width: Int) {
+        (Int((Double(height) / resolutionMultiple).rounded(.up)), Int((Double(width) / resolutionMultiple).rounded(.up)))
+    }
+
+    /// The schedule of a request: `DEFAULT_STAGE_C_TIMESTEPS`, or `linspace(1, 0, steps + 1)`.
+    public func timesteps(for request: GenerationRequest) -> [Float] {
+        request.priorSteps.map { DDPMWuerstchenScheduler.timesteps(steps: $0) } ?? DDPMWuerstchenScheduler.defaultStageCTimesteps
+    }
+
+    /// Encodes the text and draws the initial latents (`encode_prompt` + `prepare_latents`).
+    public func start(_ request: GenerationRequest, generator: TorchGenerator) throws -> PriorJob {
+        let guided = request.priorGuidance > 1
+        let n = request.numImages
+        let texts = guided ? [request.prompt, request.negativePrompt] : [request.prompt]
+        let hidden = try encode(texts)  // [1 or 2, 77, D]
+        // prompt_embeds.repeat_interleave(n) and negative_prompt_embeds.repeat(1, n, 1): n copies each.
+        let condition = repeatRows(hidden, times: n)
+        let (h, w) = latentSize(height: request.height, width: request.width)
+        // randn_tensor((n, c_in, h, w)) in NCHW order, times init_noise_sigma (1.0).
+        let latents = DDPMWuerstchenScheduler.stepNoise(generator, shape: [n, h, w, prior.config.cIn])
+        return PriorJob(request: request, generator: generator, guided: guided, textCondition: condition,
+                        timesteps: timesteps(for: request), latents: latents)
+    }
+
+    /// last_hidden_state of each text: [texts.count, 77, D]
+    func encode(_ texts: [String]) throws -> Tensor {
+        let tokens = texts.map { tokenizer.encode($0) }
+        return try textEncoder(ids: tokens.map(\.ids), attentionMask: tokens.map(\.attentionMask))
+    }
+
+    /// One denoising step for every job (all with the same latent shape) in one forward pass.
+    public func step(_ jobs: [PriorJob]) {
+        precondition(!jobs.isEmpty && jobs.allSatisfy { !$0.isFinished && $0.latentShape == jobs[0].latentShape },
+                     "prior step needs unfinished jobs of one latent shape")
+        // Batch rows per job: its latents, then its latents again for the unconditional branch.
+        var inputs: [Tensor] = [], conditions: [Tensor] = [], r: [Float] = []
+        for job in jobs {
+            let t = job.timesteps[job.stepIndex]
+            inputs.append(job.latents)
+            if job.guided { inputs.append(job.latents) }
+            conditions.append(job.textCondition)
+            r += [Float](repeating: t, count: job.rows)
+        }
+        let predicted = prior(batch(inputs), r: r, clip: batch(conditions))  // [rows, h, w, 16]
+        var row = 0
+        for job in jobs {
+            let n = job.latents.dim(0)
+            var noisePrediction = slice(predicted, rows: row..<(row + n))
+            if job.guided {
+                // torch.lerp(uncond, text, guidance)
+                noisePrediction = Tensor.lerp(slice(predicted, rows: (row + n)..<(row + 2 * n)), noisePrediction, weight: job.request.priorGuidance)
+            }
+            row += job.rows
+            let t = job.timesteps[job.stepIndex]
+            let previous = DDPMWuerstchenScheduler.previousTimestep(t, in: job.timesteps)
+            let noise = DDPMWuerstchenScheduler.stepNoise(job.generator, shape: job.latents.shape)
+            job.latents = scheduler.step(
+                modelOutput: noisePrediction, timesteps: [Float](repeating: t, count: n),
+                previous: [Float](repeating: previous, count: n), sample: job.latents, noise: noise)
+            job.stepIndex += 1
+        }
+    }
+
+    /// The image embeddings of a finished job: `latents * latent_mean - latent_std` (sic, as diffusers).
+    /// -> [n, h, w, 16]
+    public func imageEmbeddings(_ job: PriorJob) -> Tensor {
+        precondition(job.isFinished, "imageEmbeddings of an unfinished prior job")
+        return job.latents.mul(latentMean).add(-latentStd)
+    }
+}
+
+/// Rows of `x` along the first dimension, copied. x: [B, ...] -> [rows.count, ...]
+func slice(_ x: Tensor, rows: Range<Int>) -> Tensor {
+    let per = x.count / max(x.dim(0), 1)
+    let out = Tensor(uninitialized: [rows.count] + Array(x.shape.dropFirst()))
+    out.data.update(from: x.data + rows.lowerBound * per, count: rows.count * per)
+    return out
+}
+
+/// Tensors of equal trailing shape stacked along the first dimension.
+func batch(_ xs: [Tensor]) -> Tensor { xs.count == 1 ? xs[0] : Tensor.concat(xs, axis: 0) }
+
+/// Each row of x repeated `times` times in place (repeat_interleave on dim 0). [B, ...] -> [B*times, ...]
+func repeatRows(_ x: Tensor, times: Int) -> Tensor {
+    let per = x.count / max(x.dim(0), 1)
+    let out = Tensor(uninitialized: [x.dim(0) * times] + Array(x.shape.dropFirst()))
+    for b in 0..<x.dim(0) {
+        for k in 0..<times { (out.data + (b * times + k) * per).update(from: x.data + b * per, count: per) }
+    }
+    return out
+}
