@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .library(name: "CLIP", targets: ["CLIP"]),
         .library(name: "Wuerstchen", targets: ["Wuerstchen"]),
+        .library(name: "Imaging", targets: ["Imaging"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,6 +36,9 @@ let package = Package(
             name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimise),
+        // libpng behind a small C shim that catches libpng's longjmp errors (libpng-dev, zlib1g-dev).
+        .target(name: "CPNG", linkerSettings: [.linkedLibrary("png")]),
+        .target(name: "Imaging", dependencies: ["CPNG", "Tensor"]),
         .target(name: "SafeTensors", dependencies: ["Tensor"]),
         .target(
             name: "CLIP", dependencies: ["Tensor", "SafeTensors"],
@@ -43,7 +47,7 @@ let package = Package(
         .executableTarget(
             name: "wuerstchen",
             dependencies: [
-                "Tensor", "SafeTensors", "CLIP", "Wuerstchen",
+                "Tensor", "SafeTensors", "CLIP", "Wuerstchen", "Imaging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(
@@ -55,6 +59,7 @@ let package = Package(
         .testTarget(
             name: "WuerstchenTests", dependencies: ["Wuerstchen", "CLIP", "Tensor", "SafeTensors"],
             resources: [.copy("Fixtures")]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensor"]),
         .testTarget(
             name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensor"]),
     ]

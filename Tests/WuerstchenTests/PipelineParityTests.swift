@@ -49,7 +49,7 @@ import Tensor
             guard output.images.shape == pixels.shape else { continue }
             var worst: Float = 0, off = 0
             for i in 0..<pixels.count {
-                let mine = (min(max(output.images[flat: i], 0), 1) * 255).rounded()
+                let mine = (min(max(output.images[flat: i], 0), 1) * 255).rounded(.toNearestOrEven)  // numpy_to_pil
                 let d = abs(mine - pixels[flat: i])
                 worst = max(worst, d)
                 if d > 0 { off += 1 }
