@@ -60,6 +60,8 @@ let package = Package(
             name: "WuerstchenTests", dependencies: ["Wuerstchen", "CLIP", "Tensor", "SafeTensors"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensor"]),
+        // Runs the built `wuerstchen` executable (the test script builds every product first).
+        .testTarget(name: "CLITests", dependencies: ["Imaging", "SafeTensors", "Tensor"]),
         .testTarget(
             name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensor"]),
     ]
