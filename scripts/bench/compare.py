@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: this engine (`wuerstchen bench --json`) against diffusers on CPU, same pipeline
+folders, same thread count, same settings (the model card's: prior default schedule, guidance 4; decoder
+12 steps, guidance 0; seed 0), each in its own process so peak RSS is its own. Run by hand (never in CI):
+
+    /path/to/venv/bin/python scripts/bench/compare.py --prior DIR --decoder DIR [--sizes 512 1024]
+        [--threads 2] [--dtypes float32 bfloat16] [--binary .build/release/wuerstchen]
+
+Prints one JSON line per run and a Markdown table for BENCHMARKS.md.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def diffusers_run(prior, decoder, size, threads, dtype_name):
+    """Runs in a child process: loads both pipelines with diffusers and times one generation."""
+    import resource
+
+    import torch
+    from diffusers import WuerstchenDecoderPipeline, WuerstchenPriorPipeline
+    from diffusers.pipelines.deprecated.wuerstchen.pipeline_wuerstchen_prior import DEFAULT_STAGE_C_TIMESTEPS
+
+    torch.set_num_threads(threads)
+    dtype = getattr(torch, dtype_name)
+    t0 = time.perf_counter()
+    kw = dict(torch_dtype=dtype)
+    if any(f.endswith(".fp16.safetensors") for f in os.listdir(os.path.join(prior, "prior"))):
+        kw["variant"] = "fp16"
+    prior_pipe = WuerstchenPriorPipeline.from_pretrained(prior, **kw)
+    decoder_pipe = WuerstchenDecoderPipeline.from_pretrained(decoder, **kw)
+    load = time.perf_counter() - t0
+
+    timings = {"text": [], "vq": 0.0}
+
+    def timed_module(module, key):
+        orig = module.forward
+
+        def fwd(*a, **k):
+            s = time.perf_counter()
+            r = orig(*a, **k)
+            timings[key].append(time.perf_counter() - s)
+            return r
+        module.forward = fwd
+
+    timed_module(prior_pipe.text_encoder, "text")
+    timed_module(decoder_pipe.text_encoder, "text")
+    orig_decode = decoder_pipe.vqgan.decode
+
+    def decode(*a, **k):
+        s = time.perf_counter()
+        r = orig_decode(*a, **k)
+        timings["vq"] += time.perf_counter() - s
+        return r
+    decoder_pipe.vqgan.decode = decode
+
+    steps = {"prior": [], "decoder": []}
+
+    def stepper(name):
+        last = [None]
+
+        def cb(pipe, i, t, kwargs):
+            now = time.perf_counter()
+            if last[0] is not None:
+                steps[name].append(now - last[0])
+            last[0] = now
+            return kwargs
+        return cb, last
+
+    prompt = "Anthropomorphic cat dressed as a fire fighter"
+    g = torch.Generator("cpu").manual_seed(0)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        pcb, plast = stepper("prior")
+        plast[0] = None
+        emb = prior_pipe(prompt=prompt, height=size, width=size, timesteps=DEFAULT_STAGE_C_TIMESTEPS, guidance_scale=4.0,
+                         generator=g, callback_on_step_end=pcb).image_embeddings
+        t_prior = time.perf_counter() - t0
+        dcb, dlast = stepper("decoder")
+        t1 = time.perf_counter()
+        decoder_pipe(image_embeddings=emb, prompt=prompt, guidance_scale=0.0, num_inference_steps=12, generator=g,
+                     output_type="np", callback_on_step_end=dcb)
+        t_decoder = time.perf_counter() - t1
+        total = time.perf_counter() - t0
+    med = lambda xs: sorted(xs)[len(xs) // 2] if xs else 0
+    return {"engine": f"diffusers-{dtype_name}", "width": size, "height": size, "threads": threads, "load_s": load,
+            "total_s": total, "prior_text_s": timings["text"][0] if timings["text"] else 0,
+            "prior_step_s": med(steps["prior"]), "prior_pipeline_s": t_prior, "decoder_step_s": med(steps["decoder"]),
+            "decoder_pipeline_s": t_decoder, "vqgan_s": timings["vq"],
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prior", required=True)
+    ap.add_argument("--decoder", required=True)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--dtypes", nargs="+", default=["float32"])
+    ap.add_argument("--binary", default=".build/release/wuerstchen")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        size, threads, dtype = args.child
+        print(json.dumps(diffusers_run(args.prior, args.decoder, int(size), int(threads), dtype)))
+        return
+    rows = []
+    for size in args.sizes:
+        out = subprocess.run([args.binary, "bench", "--prior", args.prior, "--decoder", args.decoder, "--width", str(size),
+                              "--height", str(size), "--threads", str(args.threads), "--json"],
+                             check=True, capture_output=True, text=True).stdout
+        ours = json.loads(out.strip().splitlines()[-1])
+        print(json.dumps(ours), flush=True)
+        rows.append(ours)
+        for dtype in args.dtypes:
+            out = subprocess.run([sys.executable, __file__, "--prior", args.prior, "--decoder", args.decoder,
+                                  "--child", str(size), str(args.threads), dtype], check=True, capture_output=True, text=True).stdout
+            theirs = json.loads(out.strip().splitlines()[-1])
+            print(json.dumps(theirs), flush=True)
+            rows.append(theirs)
+    print()
+    print("| engine | px | load s | text (prior) s | prior step s | decoder step s | VQ decode s | total s | peak RSS GB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['engine']} | {r['width']} | {r['load_s']:.1f} | {r['prior_text_s']:.2f} | {r['prior_step_s']:.2f} | "
+              f"{r['decoder_step_s']:.2f} | {r['vqgan_s']:.2f} | {r['total_s']:.1f} | {r['peak_rss_gb']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
