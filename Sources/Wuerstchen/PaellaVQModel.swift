@@ -120,11 +120,12 @@ public struct PaellaVQModel: @unchecked Sendable {
     public let config: PaellaVQModelConfig
     /// Tokens per tile of the MixingResidualBlocks' channelwise MLPs. The MLP is 4x as wide as its
     /// input, so at full size it would need `[1, 512, 512, 768]` (800 MB) at 1024 px; in tiles it needs
-    /// `tile * 5 * C` floats. Any value >= 1 gives the same result.
+    /// `tile * 5 * C` floats. Any value >= 1 gives the same result up to float rounding (the GEMM's
+    /// blocking may change with the row count).
     public var channelwiseTileTokens = 2048
     /// Image rows per band in which the MixingResidualBlocks run (nil: about 4M floats per band).
     /// Each band normalises its rows plus a halo row on either side, so no block needs a temporary
-    /// of the whole image. Any value >= 1 gives the same result.
+    /// of the whole image. Any value >= 1 gives the same result up to float rounding.
     public var bandRows: Int? = nil
 
     private let in_block: Conv2d  // in_block.1, after PixelUnshuffle
