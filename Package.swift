@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "CLIP", targets: ["CLIP"]),
         .library(name: "Wuerstchen", targets: ["Wuerstchen"]),
         .library(name: "Imaging", targets: ["Imaging"]),
+        .library(name: "HTTP1", targets: ["HTTP1"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,7 +36,11 @@ let package = Package(
         .systemLibrary(
             name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]),
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimise),
+        .target(name: "HTTP1", dependencies: ["COpenSSL"]),
         // libpng behind a small C shim that catches libpng's longjmp errors (libpng-dev, zlib1g-dev).
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png")]),
         .target(name: "Imaging", dependencies: ["CPNG", "Tensor"]),
@@ -60,6 +65,7 @@ let package = Package(
             name: "WuerstchenTests", dependencies: ["Wuerstchen", "CLIP", "Tensor", "SafeTensors"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensor"]),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
         // Runs the built `wuerstchen` executable (the test script builds every product first).
         .testTarget(name: "CLITests", dependencies: ["Imaging", "SafeTensors", "Tensor"]),
         .testTarget(

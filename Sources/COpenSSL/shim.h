@@ -1,0 +1,5 @@
+// OpenSSL 3 (libssl-dev) for the HTTP/1.1 server's TLS.
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/pem.h>

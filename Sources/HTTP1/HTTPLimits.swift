@@ -1,0 +1,29 @@
+/// Bounds on what one client may send and how long it may take, so that no client can exhaust the
+/// server's memory, descriptors or workers (the limits nginx and swift-nio apply, with their names).
+public struct HTTPLimits: Sendable, Equatable {
+    /// Longest request line (method, target, version) in bytes; longer answers 414.
+    public var maxRequestLineBytes = 8 * 1024
+    /// Most bytes in all header lines together; more answers 431.
+    public var maxHeaderBytes = 32 * 1024
+    /// Most header fields; more answers 431.
+    public var maxHeaderCount = 100
+    /// Largest request body (Content-Length or the sum of chunks); larger answers 413.
+    public var maxBodyBytes = 1 << 20
+    /// Seconds to receive a request's head, counted from its first byte (slowloris).
+    public var headerTimeout = 10.0
+    /// Seconds a body may go without progress.
+    public var bodyTimeout = 30.0
+    /// Seconds an idle keep-alive connection stays open.
+    public var idleTimeout = 60.0
+    /// Seconds a response write may make no progress before the connection is dropped.
+    public var writeTimeout = 30.0
+    /// Most open client connections; further connections are answered 503 and closed.
+    public var maxConnections = 512
+    /// Most requests one keep-alive connection may carry.
+    public var maxRequestsPerConnection = 1000
+    /// Most pipelined requests queued behind the one being answered.
+    public var maxPipelinedRequests = 16
+
+    /// The defaults above.
+    public init() {}
+}
