@@ -23,6 +23,14 @@ public struct HTTPLimits: Sendable, Equatable {
     public var maxRequestsPerConnection = 1000
     /// Most pipelined requests queued behind the one being answered.
     public var maxPipelinedRequests = 16
+    /// Response bytes queued unsent above which `HTTPResponseWriter.write` blocks its caller
+    /// (backpressure: a slow reader holds at most about this much in server memory per connection).
+    public var writeHighWaterMark = 256 * 1024
+    /// Longest chunk-size line of a chunked body (size and extensions); longer answers 400.
+    public var maxChunkLineBytes = 4 * 1024
+    /// Seconds to keep reading (and discarding) after an error answer before closing, so the
+    /// client reads the answer instead of a reset (nginx `lingering_timeout`).
+    public var lingerTimeout = 2.0
 
     /// The defaults above.
     public init() {}
