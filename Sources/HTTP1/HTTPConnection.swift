@@ -1,0 +1,497 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One client connection: a non-blocking socket (optionally TLS) driven by Dispatch read/write sources
+/// and one timer on a serial queue, performing the actions of an `HTTPConnectionStateMachine`.
+///
+/// Threads: everything but the output queue runs on `queue`. Response writers append to the output
+/// queue from handler threads (under `outputLock`) and schedule a flush on `queue`.
+/// Lifetime: the server's table holds the connection; source handlers hold it weakly; the descriptor is
+/// closed once, after both sources' cancel handlers ran (libdispatch's rule for closing a source's fd).
+final class HTTPConnection: @unchecked Sendable {
+    private enum CloseMode { case open, afterFlush, lingering }
+
+    let fd: Int32
+    let queue: DispatchQueue
+    private let handlerQueue: DispatchQueue
+    private let handler: any HTTPHandler
+    let limits: HTTPLimits
+    let serverName: String
+    private var machine: HTTPConnectionStateMachine
+    private var tls: TLSSession?
+    private let onClosed: @Sendable (HTTPConnection) -> Void
+
+    private var readSource: DispatchSourceRead?
+    private var writeSource: DispatchSourceWrite?
+    private var timer: DispatchSourceTimer?
+    private var readSuspended = true
+    private var writeSuspended = true
+    private var sourcesToCancel = 0
+    private var closed = false
+    private var closeMode = CloseMode.open
+    private var lingerDeadline: Double?
+    private var writeBlockedSince: Double?
+    private var writeWaitsForRead = false
+    private var timerDeadline: Double?
+    private var draining = false
+    private let readBuffer = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    /// The response in progress (weak: a writer released without `finish()` finishes itself in deinit).
+    private weak var currentWriter: HTTPResponseWriter?
+
+    // Output queue, shared with writers on other threads.
+    private let outputLock = NSCondition()
+    private var chunks: [[UInt8]] = []
+    private var chunkOffset = 0
+    private var queuedBytes = 0
+    private var outputClosed = false
+    private var flushScheduled = false
+
+    init(fd: Int32, remoteAddress: String, tls: TLSContext?, limits: HTTPLimits, serverName: String,
+         handler: any HTTPHandler, onClosed: @escaping @Sendable (HTTPConnection) -> Void) {
+        self.fd = fd
+        self.limits = limits
+        self.serverName = serverName
+        self.handler = handler
+        self.onClosed = onClosed
+        queue = DispatchQueue(label: "http1.connection")
+        // A serial queue per connection (overcommitting in libdispatch): a handler that blocks for
+        // minutes holds one thread and never starves other connections' handlers.
+        handlerQueue = DispatchQueue(label: "http1.handler")
+        machine = HTTPConnectionStateMachine(limits: limits, remoteAddress: remoteAddress, now: uptimeSeconds())
+        if let tls { self.tls = TLSSession(context: tls, fd: fd) }
+    }
+
+    deinit { readBuffer.deallocate() }
+
+    /// Creates the sources and starts reading.
+    func start() {
+        queue.async { [self] in
+            let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+            let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+            let timer = DispatchSource.makeTimerSource(queue: queue)
+            read.setEventHandler { [weak self] in self?.handleReadable() }
+            write.setEventHandler { [weak self] in self?.handleWritable() }
+            timer.setEventHandler { [weak self] in self?.handleTimer() }
+            sourcesToCancel = 2
+            read.setCancelHandler { [self] in sourceCancelled() }
+            write.setCancelHandler { [self] in sourceCancelled() }
+            readSource = read
+            writeSource = write
+            self.timer = timer
+            timer.schedule(deadline: .distantFuture)
+            timer.resume()
+            resumeReading()
+            updateTimer()
+        }
+    }
+
+    // MARK: - Called from other threads
+
+    /// Appends response bytes. `flush` schedules writing them; `wait` blocks the caller while more than
+    /// `writeHighWaterMark` bytes are unsent (never pass it on `queue`). Throws once the connection closed.
+    func enqueue(_ bytes: [UInt8], flush: Bool, wait: Bool) throws {
+        outputLock.lock()
+        defer { outputLock.unlock() }
+        if outputClosed { throw HTTPWriteError.closed }
+        if !bytes.isEmpty {
+            chunks.append(bytes)
+            queuedBytes += bytes.count
+        }
+        if flush && !flushScheduled && queuedBytes > 0 {
+            flushScheduled = true
+            queue.async { [self] in flushOutput() }
+        }
+        guard wait else { return }
+        while queuedBytes > limits.writeHighWaterMark && !outputClosed {
+            _ = outputLock.wait(until: Date(timeIntervalSinceNow: 1))
+        }
+        if outputClosed { throw HTTPWriteError.closed }
+    }
+
+    /// Whether writes fail because the connection closed.
+    var isOutputClosed: Bool {
+        outputLock.lock()
+        defer { outputLock.unlock() }
+        return outputClosed
+    }
+
+    /// Response bytes queued and not yet written to the socket.
+    var pendingOutputBytes: Int {
+        outputLock.lock()
+        defer { outputLock.unlock() }
+        return queuedBytes
+    }
+
+    /// The current response called `finish()`.
+    func responseFinished(keepAlive: Bool) {
+        queue.async { [self] in
+            guard !closed else { return }
+            perform(machine.responseFinished(keepAlive: keepAlive, now: uptimeSeconds()))
+        }
+    }
+
+    /// The current response cannot be completed (writer released mid-body): drop the connection.
+    func abort() {
+        queue.async { [self] in closeNow() }
+    }
+
+    /// Graceful shutdown: close if idle, else after the response in progress.
+    func drain() {
+        queue.async { [self] in
+            draining = true
+            currentWriter?.requestConnectionClose()
+            perform(machine.drain())
+        }
+    }
+
+    /// End of the shutdown deadline: drop the connection whatever it is doing.
+    func forceClose() {
+        queue.async { [self] in closeNow() }
+    }
+
+    // MARK: - Reading
+
+    private func handleReadable() {
+        guard !closed else { return }
+        if let tls, !tls.handshakeDone {
+            switch tls.handshake() {
+            case .done: break
+            case .wantRead: return
+            case .wantWrite:
+                resumeWriting()
+                return
+            case .closed:
+                closeNow()
+                return
+            }
+        }
+        if closeMode == .lingering {
+            discardInput()
+            return
+        }
+        // Plain sockets: one read per event (level-triggered, fair between connections). TLS: read until
+        // OpenSSL needs the socket again, since decrypted bytes it buffers raise no event.
+        repeat {
+            let result: TLSSession.IOResult
+            if let tls {
+                result = tls.read(readBuffer, 64 * 1024)
+            } else {
+                let n = recv(fd, readBuffer, 64 * 1024, 0)
+                if n > 0 {
+                    result = .done(n)
+                } else if n == 0 {
+                    result = .closed
+                } else {
+                    result = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? .wantRead : .closed
+                }
+            }
+            switch result {
+            case .done(let n):
+                perform(machine.received(UnsafeRawBufferPointer(start: readBuffer, count: n), now: uptimeSeconds()))
+            case .wantRead:
+                break
+            case .wantWrite:
+                writeWaitsForRead = false
+                resumeWriting()
+            case .closed:
+                perform(machine.receivedEOF())
+            }
+            if tls == nil || result == .wantRead || result == .wantWrite || result == .closed { break }
+        } while !closed && !readSuspended && closeMode == .open
+        if writeWaitsForRead {
+            writeWaitsForRead = false
+            flushOutput()
+        }
+    }
+
+    /// After an error answer: read and drop input until EOF or the linger deadline.
+    private func discardInput() {
+        for _ in 0..<16 {
+            if let tls {
+                switch tls.read(readBuffer, 64 * 1024) {
+                case .done: continue
+                case .wantRead, .wantWrite: return
+                case .closed:
+                    closeNow()
+                    return
+                }
+            }
+            let n = recv(fd, readBuffer, 64 * 1024, 0)
+            if n > 0 { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
+            closeNow()
+            return
+        }
+    }
+
+    private func pauseReading() {
+        guard !readSuspended, let readSource else { return }
+        readSuspended = true
+        readSource.suspend()
+    }
+
+    private func resumeReading() {
+        guard readSuspended, let readSource, !closed else { return }
+        readSuspended = false
+        readSource.resume()
+        if tls != nil {
+            // Bytes OpenSSL already decrypted raise no socket event.
+            queue.async { [weak self] in self?.handleReadable() }
+        }
+    }
+
+    // MARK: - Writing
+
+    private func handleWritable() {
+        guard !closed else { return }
+        if let tls, !tls.handshakeDone {
+            suspendWriting()
+            handleReadable()
+            return
+        }
+        flushOutput()
+    }
+
+    private func resumeWriting() {
+        guard writeSuspended, let writeSource, !closed else { return }
+        writeSuspended = false
+        writeSource.resume()
+    }
+
+    private func suspendWriting() {
+        guard !writeSuspended, let writeSource else { return }
+        writeSuspended = true
+        writeSource.suspend()
+    }
+
+    /// Writes queued output until the socket would block, then waits for writability.
+    private func flushOutput() {
+        outputLock.lock()
+        flushScheduled = false
+        outputLock.unlock()
+        guard !closed, tls?.handshakeDone ?? true else { return }
+        while true {
+            outputLock.lock()
+            if chunks.isEmpty {
+                outputLock.unlock()
+                break
+            }
+            // Coalesce up to 64 KB (one syscall for a small head + body); a TLS retry repeats its length.
+            let limit = tls.map { $0.pendingWriteLength > 0 ? $0.pendingWriteLength : 16 * 1024 } ?? 64 * 1024
+            var batch: [UInt8] = []
+            batch.reserveCapacity(min(queuedBytes, limit))
+            var offset = chunkOffset
+            for chunk in chunks {
+                let take = min(chunk.count - offset, limit - batch.count)
+                batch.append(contentsOf: chunk[offset..<(offset + take)])
+                offset = 0
+                if batch.count == limit { break }
+            }
+            outputLock.unlock()
+
+            let result = batch.withUnsafeBytes { sendBytes($0) }
+            switch result {
+            case .done(let n):
+                consumeOutput(n)
+                writeBlockedSince = nil
+            case .wantWrite, .wantRead:
+                tls?.pendingWriteLength = batch.count
+                if writeBlockedSince == nil { writeBlockedSince = uptimeSeconds() }
+                if result == .wantRead { writeWaitsForRead = true } else { resumeWriting() }
+                updateTimer()
+                return
+            case .closed:
+                perform(machine.receivedEOF())
+                closeNow()
+                return
+            }
+        }
+        suspendWriting()
+        writeBlockedSince = nil
+        switch closeMode {
+        case .afterFlush: closeNow()
+        case .lingering: startLinger()
+        case .open: updateTimer()
+        }
+    }
+
+    private func sendBytes(_ bytes: UnsafeRawBufferPointer) -> TLSSession.IOResult {
+        guard let base = bytes.baseAddress else { return .done(0) }
+        if let tls {
+            let r = tls.write(base, bytes.count)
+            if case .done = r { tls.pendingWriteLength = 0 }
+            return r
+        }
+        while true {
+            let n = send(fd, base, bytes.count, Int32(MSG_NOSIGNAL))
+            if n >= 0 { return .done(n) }
+            if errno == EINTR { continue }
+            return errno == EAGAIN || errno == EWOULDBLOCK ? .wantWrite : .closed
+        }
+    }
+
+    private func consumeOutput(_ count: Int) {
+        outputLock.lock()
+        var n = count
+        queuedBytes -= count
+        while n > 0, let first = chunks.first {
+            let available = first.count - chunkOffset
+            if n >= available {
+                chunks.removeFirst()
+                chunkOffset = 0
+                n -= available
+            } else {
+                chunkOffset += n
+                n = 0
+            }
+        }
+        outputLock.broadcast()
+        outputLock.unlock()
+    }
+
+    /// Bytes queued on the connection's own queue (100 Continue, error answers).
+    private func enqueueLocal(_ bytes: [UInt8]) {
+        try? enqueue(bytes, flush: false, wait: false)
+        flushOutput()
+    }
+
+    // MARK: - Actions
+
+    private func perform(_ actions: [HTTPConnectionStateMachine.Action]) {
+        for action in actions {
+            if closed { return }
+            switch action {
+            case .dispatch(let request):
+                let writer = HTTPResponseWriter(connection: self, request: request)
+                currentWriter = writer
+                if draining { writer.requestConnectionClose() }
+                let handler = self.handler
+                handlerQueue.async { handler.handle(request, writer) }
+            case .sendContinue(let head):
+                if let error = handler.checkExpectation(head) {
+                    perform(machine.expectationRejected(error))
+                } else {
+                    enqueueLocal(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+                }
+            case .sendError(let error):
+                if let tls, !tls.handshakeDone {
+                    closeNow()
+                    return
+                }
+                closeMode = .lingering
+                enqueueLocal(errorResponse(error))
+            case .closeAfterFlush:
+                closeMode = .afterFlush
+                flushOutput()
+            case .close:
+                closeNow()
+            case .peerClosed:
+                closeOutput()
+            case .pauseReading:
+                pauseReading()
+            case .resumeReading:
+                resumeReading()
+            }
+        }
+        updateTimer()
+    }
+
+    private func errorResponse(_ error: HTTPError) -> [UInt8] {
+        let body = error.jsonBody
+        let head = "HTTP/1.1 \(error.status) \(HTTPStatus.reason(error.status))\r\n"
+            + "Date: \(HTTPDate.shared.now())\r\nServer: \(serverName)\r\n"
+            + "Content-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        return Array(head.utf8) + body
+    }
+
+    // MARK: - Timeouts
+
+    private func updateTimer() {
+        guard !closed, let timer else { return }
+        var deadline = closeMode == .open ? machine.readDeadline : nil
+        if let since = writeBlockedSince { deadline = min(deadline ?? .infinity, since + limits.writeTimeout) }
+        if let linger = lingerDeadline { deadline = min(deadline ?? .infinity, linger) }
+        guard deadline != timerDeadline else { return }
+        timerDeadline = deadline
+        if let deadline {
+            timer.schedule(deadline: DispatchTime(uptimeNanoseconds: UInt64(max(deadline, 0) * 1e9)), leeway: .milliseconds(10))
+        } else {
+            timer.schedule(deadline: .distantFuture)
+        }
+    }
+
+    private func handleTimer() {
+        guard !closed else { return }
+        timerDeadline = nil
+        let now = uptimeSeconds()
+        if let linger = lingerDeadline, now >= linger {
+            closeNow()
+            return
+        }
+        if let since = writeBlockedSince, now >= since + limits.writeTimeout {
+            // The client stopped reading: cancel the response in progress.
+            closeNow()
+            return
+        }
+        if closeMode == .open {
+            perform(machine.deadlinePassed(now: now))
+        }
+        updateTimer()
+    }
+
+    // MARK: - Closing
+
+    private func startLinger() {
+        guard lingerDeadline == nil else { return }
+        tls?.shutdown()
+        shutdown(fd, Int32(SHUT_WR))
+        lingerDeadline = uptimeSeconds() + limits.lingerTimeout
+        resumeReading()
+        updateTimer()
+    }
+
+    /// Fails pending and future writes, wakes blocked writers and fires the response's `onClose`.
+    private func closeOutput() {
+        outputLock.lock()
+        outputClosed = true
+        chunks = []
+        chunkOffset = 0
+        queuedBytes = 0
+        outputLock.broadcast()
+        outputLock.unlock()
+        currentWriter?.connectionClosed()
+    }
+
+    private func closeNow() {
+        guard !closed else { return }
+        closed = true
+        closeOutput()
+        if closeMode != .lingering { tls?.shutdown() }
+        timer?.cancel()
+        // Cancel both sources; each must be resumed for its cancel handler to run.
+        for (source, suspended) in [(readSource as DispatchSourceProtocol?, readSuspended), (writeSource, writeSuspended)] {
+            guard let source else { continue }
+            source.cancel()
+            if suspended { source.resume() }
+        }
+        readSuspended = false
+        writeSuspended = false
+        if readSource == nil && writeSource == nil { finishClose() }
+    }
+
+    private func sourceCancelled() {
+        sourcesToCancel -= 1
+        if sourcesToCancel == 0 { finishClose() }
+    }
+
+    private func finishClose() {
+        close(fd)
+        readSource = nil
+        writeSource = nil
+        timer = nil
+        tls = nil
+        onClosed(self)
+    }
+}

@@ -1,0 +1,101 @@
+import Testing
+@testable import HTTP1
+
+@Suite("HTTPConnectionStateMachine")
+struct HTTPConnectionStateMachineTests {
+    func machine(_ configure: (inout HTTPLimits) -> Void = { _ in }) -> HTTPConnectionStateMachine {
+        var limits = HTTPLimits()
+        configure(&limits)
+        return HTTPConnectionStateMachine(limits: limits, remoteAddress: "127.0.0.1:9", now: 0)
+    }
+
+    func paths(_ actions: [HTTPConnectionStateMachine.Action]) -> [String] {
+        actions.compactMap { if case .dispatch(let r) = $0 { r.path } else { nil } }
+    }
+
+    @Test func pipelinedRequestsWaitForThePreviousResponse() {
+        var m = machine { $0.maxPipelinedRequests = 2 }
+        let a = m.received(crlf("GET /1 HTTP/1.1\nHost: a\n\nGET /2 HTTP/1.1\nHost: a\n\nGET /3 HTTP/1.1\nHost: a\n\nGET /4 HTTP/1.1\nHost: a\n\n"), now: 1)
+        // /1 dispatched, /2 and /3 queued, the queue is full: reading pauses, /4 stays unparsed.
+        #expect(paths(a) == ["/1"] && a.last == .pauseReading)
+        #expect(m.readDeadline == nil)
+        let b = m.responseFinished(keepAlive: true, now: 2)
+        #expect(paths(b) == ["/2"] && b.contains(.resumeReading))
+        #expect(paths(m.responseFinished(keepAlive: true, now: 3)) == ["/3"])
+        #expect(paths(m.responseFinished(keepAlive: true, now: 4)) == ["/4"])
+        #expect(m.responseFinished(keepAlive: true, now: 5).isEmpty)
+        #expect(m.readDeadline == 5 + HTTPLimits().idleTimeout)
+        #expect(m.responseFinished(keepAlive: true, now: 6).isEmpty)  // nothing in flight
+    }
+
+    @Test func continueIsOwedUntilThePreviousResponseEnds() {
+        var m = machine()
+        let a = m.received(crlf("GET /1 HTTP/1.1\nHost: a\n\nPOST /2 HTTP/1.1\nHost: a\nExpect: 100-continue\nContent-Length: 2\n\n"), now: 1)
+        #expect(paths(a) == ["/1"] && !a.contains { if case .sendContinue = $0 { true } else { false } })
+        let b = m.responseFinished(keepAlive: true, now: 2)
+        guard case .sendContinue(let head)? = b.first else { Issue.record("no continue: \(b)"); return }
+        #expect(head.target == "/2")
+        #expect(m.readDeadline == 2 + HTTPLimits().bodyTimeout)
+        #expect(paths(m.received(Array("ok".utf8), now: 3)) == ["/2"])
+    }
+
+    @Test func errorsAreAnsweredInOrderAndClose() {
+        var m = machine()
+        let a = m.received(crlf("GET /1 HTTP/1.1\nHost: a\n\nGET / HTTP/1.1\nBad Header: 1\n\n"), now: 1)
+        #expect(paths(a) == ["/1"])
+        let b = m.responseFinished(keepAlive: true, now: 2)
+        guard case .sendError(let e)? = b.first else { Issue.record("no error: \(b)"); return }
+        #expect(e.status == 400 && m.isClosed)
+        #expect(m.received(crlf("GET / HTTP/1.1\nHost: a\n\n"), now: 3).isEmpty)
+    }
+
+    @Test func keepAliveDecisions() {
+        var m = machine { $0.maxRequestsPerConnection = 2 }
+        let a = m.received(crlf("GET /1 HTTP/1.1\nHost: a\n\n"), now: 0)
+        guard case .dispatch(let r1)? = a.first else { return }
+        #expect(r1.keepAlive)
+        let b = m.responseFinished(keepAlive: true, now: 0) + m.received(crlf("GET /2 HTTP/1.1\nHost: a\n\n"), now: 0)
+        guard case .dispatch(let r2)? = b.first else { Issue.record("\(b)"); return }
+        #expect(!r2.keepAlive)  // the connection's last request
+        #expect(m.responseFinished(keepAlive: false, now: 1) == [.closeAfterFlush])
+    }
+
+    @Test func deadlines() {
+        var m = machine { $0.headerTimeout = 10; $0.idleTimeout = 60; $0.bodyTimeout = 30 }
+        #expect(m.readDeadline == 10)  // first request: header timeout from accept
+        _ = m.received(Array("GET / HT".utf8), now: 5)
+        #expect(m.readDeadline == 15)  // from the first byte, not reset by more bytes
+        _ = m.received(Array("TP/1.1\r\n".utf8), now: 14)
+        #expect(m.readDeadline == 15)
+        #expect(m.deadlinePassed(now: 14.9).isEmpty)
+        let t = m.deadlinePassed(now: 15)
+        guard case .sendError(let e)? = t.first else { Issue.record("\(t)"); return }
+        #expect(e.status == 408)
+
+        var idle = machine { $0.idleTimeout = 60 }
+        _ = idle.received(crlf("GET / HTTP/1.1\nHost: a\n\n"), now: 1)
+        _ = idle.responseFinished(keepAlive: true, now: 2)
+        #expect(idle.readDeadline == 62)
+        #expect(idle.deadlinePassed(now: 62) == [.close])
+
+        var body = machine { $0.bodyTimeout = 30 }
+        _ = body.received(crlf("POST / HTTP/1.1\nHost: a\nContent-Length: 9\n\nab"), now: 1)
+        #expect(body.readDeadline == 31)
+        _ = body.received(Array("cd".utf8), now: 20)
+        #expect(body.readDeadline == 50)  // body deadline is per progress
+    }
+
+    @Test func eofAndDrain() {
+        var m = machine()
+        _ = m.received(crlf("GET / HTTP/1.1\nHost: a\n\n"), now: 0)
+        #expect(m.receivedEOF() == [.peerClosed, .close])
+        var idle = machine()
+        #expect(idle.drain() == [.close])
+        var busy = machine()
+        _ = busy.received(crlf("GET /1 HTTP/1.1\nHost: a\n\nGET /2 HTTP/1.1\nHost: a\n\n"), now: 0)
+        #expect(busy.drain().isEmpty)
+        let next = busy.responseFinished(keepAlive: true, now: 1)
+        guard case .dispatch(let r)? = next.first else { Issue.record("\(next)"); return }
+        #expect(!r.keepAlive)  // draining: the queued request is the last
+    }
+}
