@@ -54,6 +54,9 @@ struct TestClientError: Error, CustomStringConvertible {
 final class TestClient {
     let fd: Int32
     private var buffer: [UInt8] = []
+    /// Set by `TLSTestClient`: reads and writes go through it.
+    var tlsRead: ((UnsafeMutableRawPointer, Int) -> Int)?
+    var tlsWrite: ((UnsafeRawPointer, Int) -> Int)?
 
     init(port: Int, timeout: Double = 5) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -77,7 +80,10 @@ final class TestClient {
     func send(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let n = bytes[offset...].withUnsafeBytes { raw in
+                if let tlsWrite, let base = raw.baseAddress { return tlsWrite(base, raw.count) }
+                return Glibc.send(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL))
+            }
             if n <= 0 { return }
             offset += n
         }
@@ -89,7 +95,10 @@ final class TestClient {
     @discardableResult
     func fill(max: Int = 65536) -> Bool {
         var chunk = [UInt8](repeating: 0, count: max)
-        let n = recv(fd, &chunk, max, 0)
+        let n = chunk.withUnsafeMutableBytes { raw in
+            if let tlsRead, let base = raw.baseAddress { return tlsRead(base, max) }
+            return recv(fd, raw.baseAddress, max, 0)
+        }
         if n <= 0 { return false }
         buffer += chunk[..<n]
         return true
