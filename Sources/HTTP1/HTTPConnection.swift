@@ -128,6 +128,8 @@ final class HTTPConnection: @unchecked Sendable {
     func responseFinished(keepAlive: Bool) {
         queue.async { [self] in
             guard !closed else { return }
+            flushOutput()
+            guard !closed else { return }
             perform(machine.responseFinished(keepAlive: keepAlive, now: uptimeSeconds()))
         }
     }
@@ -413,13 +415,13 @@ final class HTTPConnection: @unchecked Sendable {
         var deadline = closeMode == .open ? machine.readDeadline : nil
         if let since = writeBlockedSince { deadline = min(deadline ?? .infinity, since + limits.writeTimeout) }
         if let linger = lingerDeadline { deadline = min(deadline ?? .infinity, linger) }
-        guard deadline != timerDeadline else { return }
+        // Re-arm only for an earlier deadline: a timer firing early re-checks and re-arms (saves a
+        // reschedule per request, as the idle deadline moves with every response).
+        // A stale earlier timer is left armed too: when it fires, nothing has expired and it re-arms.
+        guard let deadline else { return }
+        if let current = timerDeadline, deadline >= current { return }
         timerDeadline = deadline
-        if let deadline {
-            timer.schedule(deadline: DispatchTime(uptimeNanoseconds: UInt64(max(deadline, 0) * 1e9)), leeway: .milliseconds(10))
-        } else {
-            timer.schedule(deadline: .distantFuture)
-        }
+        timer.schedule(deadline: DispatchTime(uptimeNanoseconds: UInt64(max(deadline, 0) * 1e9)), leeway: .milliseconds(10))
     }
 
     private func handleTimer() {

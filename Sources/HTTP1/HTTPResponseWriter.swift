@@ -132,35 +132,48 @@ public final class HTTPResponseWriter: @unchecked Sendable {
     /// Ends the response (terminating chunk if chunked). Later calls do nothing. Never blocks.
     public func finish() {
         writeLock.lock()
+        finishLocked()
+        writeLock.unlock()
+    }
+
+    /// Writes a whole response with a Content-Length: head, body, finish (one flush for all three).
+    public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
+        writeLock.lock()
+        defer { writeLock.unlock() }
+        stateLock.lock()
+        let done = finished
+        stateLock.unlock()
+        guard !done else { return }
+        writeHeadLocked(status: status, headers: headers.filter { !HTTPHeaders.equalsIgnoringCase($0.0, "content-length") }
+            + [("Content-Length", String(body.count))])
+        if case .length = framing, !body.isEmpty {
+            framing = .length(0)
+            try? connection.enqueue(body, flush: false, wait: false)
+        }
+        finishLocked()
+    }
+
+    private func finishLocked() {
         stateLock.lock()
         if finished {
             stateLock.unlock()
-            writeLock.unlock()
             return
         }
         stateLock.unlock()
         if !headWritten { writeHeadLocked(status: 200, headers: [("Content-Length", "0")]) }
         var keep = keepAlive
         switch framing {
-        case .chunked: try? connection.enqueue([0x30, 0x0D, 0x0A, 0x0D, 0x0A], flush: true, wait: false)
+        case .chunked: try? connection.enqueue([0x30, 0x0D, 0x0A, 0x0D, 0x0A], flush: false, wait: false)
         case .length(let remaining) where remaining > 0: keep = false
         case .closeDelimited: keep = false
-        default: try? connection.enqueue([], flush: true, wait: false)
+        default: break
         }
         stateLock.lock()
         finished = true
         closeCallbacks = []
         stateLock.unlock()
-        writeLock.unlock()
+        // Flushes what is queued, then lets the connection move to the next request (one queue hop).
         connection.responseFinished(keepAlive: keep)
-    }
-
-    /// Writes a whole response with a Content-Length: head, body, finish.
-    public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
-        writeHead(status: status, headers: headers.filter { !HTTPHeaders.equalsIgnoringCase($0.0, "content-length") }
-            + [("Content-Length", String(body.count))])
-        try? write(body)
-        finish()
     }
 
     // MARK: - Connection side

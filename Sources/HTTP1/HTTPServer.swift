@@ -33,6 +33,14 @@ public final class HTTPServer: @unchecked Sendable {
         self.handler = handler
     }
 
+    deinit {
+        // Stop accepting if `shutdown` was never called (closes the listening socket).
+        if let source = acceptSource {
+            source.cancel()
+            if acceptSuspended { source.resume() }
+        }
+    }
+
     /// The bound port (the actual one when 0 was configured); 0 before `start()`.
     public var port: Int {
         lock.lock()

@@ -222,6 +222,33 @@ struct HTTPServerTests {
         }
     }
 
+    @Test func stalledReaderIsDroppedAfterTheWriteTimeout() throws {
+        var limits = HTTPLimits()
+        limits.writeTimeout = 0.5
+        let outcome = Locked((threw: false, closed: false, at: 0.0))
+        let start = Date()
+        let handler = ClosureHandler { _, response in
+            response.onClose { outcome.withValue { $0.closed = true } }
+            response.writeHead(status: 200)
+            let bytes = [UInt8](repeating: 7, count: 64 * 1024)
+            for _ in 0..<4096 {
+                do { try response.write(bytes) } catch {
+                    outcome.withValue { $0.threw = true; $0.at = Date().timeIntervalSince(start) }
+                    break
+                }
+            }
+            response.finish()
+        }
+        try withServer(limits: limits, handler: handler) { server in
+            let c = try TestClient(port: server.port)
+            c.send("GET /never-read HTTP/1.1\nHost: t\n\n")
+            #expect(eventually { outcome.get.threw && outcome.get.closed })
+            print("stalled reader dropped after \(outcome.get.at) s (write timeout 0.5 s)")
+            #expect(outcome.get.at < 3)
+            #expect(eventually { server.connectionCount == 0 })
+        }
+    }
+
     @Test func clientDisconnectFiresOnCloseAndWriteThrows() throws {
         let events = Locked((closed: false, threw: false, writes: 0))
         let handler = ClosureHandler { _, response in
