@@ -61,6 +61,13 @@ final class BufferCache: @unchecked Sendable {
         drop.forEach { $0.deallocate() }
     }
 
+    /// The current capacity.
+    var capacity: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return capacityBytes
+    }
+
     /// Bytes currently held for reuse.
     var heldBytes: Int {
         lock.lock()

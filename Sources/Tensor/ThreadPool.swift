@@ -66,6 +66,16 @@ public enum Compute {
         BufferCache.shared.setCapacity(bytes)
     }
 
+    /// Runs `body` with the buffer cache off (and emptied), then restores its capacity. For loading
+    /// weights: the conversions free many weight-sized blocks that no later allocation reuses, and
+    /// caching them would only raise the peak resident memory.
+    public static func withBufferCacheDisabled<T>(_ body: () throws -> T) rethrows -> T {
+        let capacity = BufferCache.shared.capacity
+        BufferCache.shared.setCapacity(0)
+        defer { BufferCache.shared.setCapacity(capacity) }
+        return try body()
+    }
+
     /// Bytes of freed tensor buffers currently kept for reuse.
     public static var bufferCacheBytes: Int { BufferCache.shared.heldBytes }
 

@@ -70,12 +70,16 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
     /// Loads a `warp-ai/wuerstchen` folder (diffusers or PaddlePaddle layout).
     public convenience init(folder: URL, variant: WeightsVariant = .preferFull) throws {
         let index = try PipelineIndex(folder: folder)
+        // Loading frees many weight-sized temporaries (widened fp16, stacked q/k/v, folded effnet
+        // mappers): do not cache them.
+        let (textEncoder, decoder, vqgan) = try Compute.withBufferCacheDisabled {
+            (try CLIPTextModel(folder: index.component("text_encoder"), variant: variant),
+             try WuerstchenDiffNeXt(folder: index.component("decoder"), variant: variant),
+             try PaellaVQModel(folder: index.component("vqgan"), variant: variant))
+        }
         try self.init(
-            tokenizer: CLIPTokenizer(directory: index.component("tokenizer")),
-            textEncoder: CLIPTextModel(folder: index.component("text_encoder"), variant: variant),
-            decoder: WuerstchenDiffNeXt(folder: index.component("decoder"), variant: variant),
-            scheduler: DDPMWuerstchenScheduler(folder: index.component("scheduler")),
-            vqgan: PaellaVQModel(folder: index.component("vqgan"), variant: variant),
+            tokenizer: CLIPTokenizer(directory: index.component("tokenizer")), textEncoder: textEncoder, decoder: decoder,
+            scheduler: DDPMWuerstchenScheduler(folder: index.component("scheduler")), vqgan: vqgan,
             latentDimScale: index.number("latent_dim_scale", default: 10.67))
     }
 

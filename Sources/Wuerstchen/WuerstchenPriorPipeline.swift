@@ -14,8 +14,9 @@ public final class PriorJob: @unchecked Sendable {
     public let generator: TorchGenerator
     /// Whether classifier-free guidance runs (`prior_guidance > 1`).
     public let guided: Bool
-    /// Text conditioning `[n, 77, D]`, then `[n, 77, D]` unconditional rows when guided.
-    let textCondition: Tensor
+    /// The prior's keys and values of the text (`[n, 77, D]` rows, then the unconditional rows when
+    /// guided), computed once: they do not change from step to step.
+    let conditioning: WuerstchenPrior.Conditioning
     /// The schedule (the loop runs over all but the last value).
     public let timesteps: [Float]
     /// Current latents `[n, h, w, 16]`.
@@ -23,11 +24,11 @@ public final class PriorJob: @unchecked Sendable {
     /// Steps done.
     public internal(set) var stepIndex = 0
 
-    init(request: GenerationRequest, generator: TorchGenerator, guided: Bool, textCondition: Tensor, timesteps: [Float], latents: Tensor) {
+    init(request: GenerationRequest, generator: TorchGenerator, guided: Bool, conditioning: WuerstchenPrior.Conditioning, timesteps: [Float], latents: Tensor) {
         self.request = request
         self.generator = generator
         self.guided = guided
-        self.textCondition = textCondition
+        self.conditioning = conditioning
         self.timesteps = timesteps
         self.latents = latents
     }
@@ -73,10 +74,13 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
     /// Loads a `warp-ai/wuerstchen-prior` folder (diffusers or PaddlePaddle layout).
     public convenience init(folder: URL, variant: WeightsVariant = .preferFull) throws {
         let index = try PipelineIndex(folder: folder)
+        // Loading frees many weight-sized temporaries (widened fp16, stacked q/k/v): do not cache them.
+        let (textEncoder, prior) = try Compute.withBufferCacheDisabled {
+            (try CLIPTextModel(folder: index.component("text_encoder"), variant: variant),
+             try WuerstchenPrior(folder: index.component("prior"), variant: variant))
+        }
         try self.init(
-            tokenizer: CLIPTokenizer(directory: index.component("tokenizer")),
-            textEncoder: CLIPTextModel(folder: index.component("text_encoder"), variant: variant),
-            prior: WuerstchenPrior(folder: index.component("prior"), variant: variant),
+            tokenizer: CLIPTokenizer(directory: index.component("tokenizer")), textEncoder: textEncoder, prior: prior,
             scheduler: DDPMWuerstchenScheduler(folder: index.component("scheduler")),
             latentMean: Float(index.number("latent_mean", default: 42.0)),
             latentStd: Float(index.number("latent_std", default: 1.0)),
@@ -104,7 +108,7 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
         let (h, w) = latentSize(height: request.height, width: request.width)
         // randn_tensor((n, c_in, h, w)) in NCHW order, times init_noise_sigma (1.0).
         let latents = DDPMWuerstchenScheduler.stepNoise(generator, shape: [n, h, w, prior.config.cIn])
-        return PriorJob(request: request, generator: generator, guided: guided, textCondition: condition,
+        return PriorJob(request: request, generator: generator, guided: guided, conditioning: prior.condition(clip: condition),
                         timesteps: timesteps(for: request), latents: latents)
     }
 
@@ -119,15 +123,15 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
         precondition(!jobs.isEmpty && jobs.allSatisfy { !$0.isFinished && $0.latentShape == jobs[0].latentShape },
                      "prior step needs unfinished jobs of one latent shape")
         // Batch rows per job: its latents, then its latents again for the unconditional branch.
-        var inputs: [Tensor] = [], conditions: [Tensor] = [], r: [Float] = []
+        var inputs: [Tensor] = [], r: [Float] = []
         for job in jobs {
             let t = job.timesteps[job.stepIndex]
             inputs.append(job.latents)
             if job.guided { inputs.append(job.latents) }
-            conditions.append(job.textCondition)
             r += [Float](repeating: t, count: job.rows)
         }
-        let predicted = prior(batch(inputs), r: r, clip: batch(conditions))  // [rows, h, w, 16]
+        let conditioning = WuerstchenPrior.Conditioning.batched(jobs.map(\.conditioning))
+        let predicted = prior(batch(inputs), r: r, conditioning: conditioning)  // [rows, h, w, 16]
         var row = 0
         for job in jobs {
             let n = job.latents.dim(0)
