@@ -1,11 +1,20 @@
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import HTTP1
 
 /// `wrk` against a `GET /healthz` handler (not a CI test: run with HTTP1_BENCH=1 in release,
 /// `swift test -c release -Xswiftc -enable-testing --filter HTTPBenchmark`).
 @Suite("HTTPBenchmark", .enabled(if: ProcessInfo.processInfo.environment["HTTP1_BENCH"] == "1"))
 struct HTTPBenchmark {
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+
     @Test func wrkHealthz() throws {
         let body = Array("{\"status\":\"ok\"}".utf8)
         let handler = ClosureHandler { request, response in
@@ -22,10 +31,17 @@ struct HTTPBenchmark {
             p.arguments = ["-t2", "-c64", "-d\(seconds)s", "--latency", "http://127.0.0.1:\(server.port)/healthz"]
             let out = Pipe()
             p.standardOutput = out
+            let before = Self.cpuSeconds()
             try p.run()
             let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             p.waitUntilExit()
+            let cpu = Self.cpuSeconds() - before
             print(text)
+            // Server CPU per request: comparable across runs on a shared machine, unlike req/s.
+            if let line = text.split(separator: "\n").first(where: { $0.contains("requests in") }),
+               let count = Double(line.split(separator: " ").first ?? "") {
+                print("server CPU: \(cpu) s for \(Int(count)) requests = \(cpu / count * 1e6) us/request")
+            }
             #expect(text.contains("Requests/sec"))
         }
     }
