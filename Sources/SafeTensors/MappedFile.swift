@@ -52,6 +52,19 @@ final class MappedFile: @unchecked Sendable {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), r.upperBound - start, advice)
     }
 
+    /// Drops the resident pages wholly inside `range` from this process (`MADV_DONTNEED`; the data
+    /// stays in the page cache and a later read faults it back in). Called once a tensor has been
+    /// copied out, so that loading a model does not hold the whole file resident on top of the
+    /// converted weights.
+    func dropPages(_ range: Range<Int>) {
+        guard let base, size > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page
+        let end = range.upperBound / page * page
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
     /// The bytes as a buffer.
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: base == nil ? 0 : size) }
 

@@ -64,11 +64,15 @@ public final class SafeTensorsFile: TensorSource, @unchecked Sendable {
     /// The tensor `name` as an owned Float32 tensor (F16 and BF16 widened, I64 converted, F32 copied
     /// out of the mapping): safe to mutate and independent of this file's lifetime.
     public func tensor(_ name: String) throws -> Tensor {
-        try withRawBytes(name) { info, raw in
+        let out = try withRawBytes(name) { info, raw in
             let out = Tensor(uninitialized: info.shape)
             Self.widen(info.dtype, raw, into: out.data, count: out.count)
             return out
         }
+        if let info = infos[name] {
+            mapping.dropPages((dataStart + info.byteRange.lowerBound)..<(dataStart + info.byteRange.upperBound))
+        }
+        return out
     }
 
     /// The tensor `name` without copying when it is F32 and 4-byte aligned in the mapping (the
