@@ -28,9 +28,13 @@ let package = Package(
         .library(name: "Wuerstchen", targets: ["Wuerstchen"]),
         .library(name: "Imaging", targets: ["Imaging"]),
         .library(name: "HTTP1", targets: ["HTTP1"]),
+        .library(name: "Serving", targets: ["Serving"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -49,10 +53,18 @@ let package = Package(
             name: "CLIP", dependencies: ["Tensor", "SafeTensors"],
             resources: [.copy("Resources")]),
         .target(name: "Wuerstchen", dependencies: ["Tensor", "SafeTensors", "CLIP"]),
+        .target(
+            name: "Serving",
+            dependencies: [
+                "HTTP1", "Wuerstchen", "Imaging", "Tensor",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
         .executableTarget(
             name: "wuerstchen",
             dependencies: [
-                "Tensor", "SafeTensors", "CLIP", "Wuerstchen", "Imaging",
+                "Tensor", "SafeTensors", "CLIP", "Wuerstchen", "Imaging", "Serving",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(
@@ -66,6 +78,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensor"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "HTTP1", "Wuerstchen", "Imaging", "Tensor"]),
         // Runs the built `wuerstchen` executable (the test script builds every product first).
         .testTarget(name: "CLITests", dependencies: ["Imaging", "SafeTensors", "Tensor"]),
         .testTarget(
