@@ -205,20 +205,6 @@ public struct DDPMWuerstchenScheduler: Sendable {
     /// then one of these per step, in step order.
     public static func stepNoise(_ generator: TorchGenerator, shape nhwc: [Int]) -> Tensor {
         precondition(nhwc.count == 4, "stepNoise: shape must be [n, h, w, c], got \(nhwc)")
-        return nchwToNHWC(generator.randn([nhwc[0], nhwc[3], nhwc[1], nhwc[2]]))
-    }
-
-    /// x: [N, C, H, W] -> [N, H, W, C]
-    static func nchwToNHWC(_ x: Tensor) -> Tensor {
-        let n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3)
-        let out = Tensor(uninitialized: [n, h, w, c])
-        let src = x.data, dst = out.data
-        for i in 0..<n {
-            for ch in 0..<c {
-                let plane = src + (i * c + ch) * h * w
-                for p in 0..<(h * w) { dst[(i * h * w + p) * c + ch] = plane[p] }
-            }
-        }
-        return out
+        return generator.randn([nhwc[0], nhwc[3], nhwc[1], nhwc[2]]).nchwToNHWC()
     }
 }
