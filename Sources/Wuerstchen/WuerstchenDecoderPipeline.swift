@@ -5,43 +5,21 @@ import Tensor
 
 // diffusers pipelines/deprecated/wuerstchen/pipeline_wuerstchen.py, split into steps like the prior.
 
-/// A request's state in the decoder: its image embeddings, conditioning, latents and schedule position.
-public final class DecoderJob: @unchecked Sendable {
-    /// The request.
-    public let request: GenerationRequest
-    /// The request's generator, continuing where the prior left it.
-    public let generator: TorchGenerator
-    /// Whether classifier-free guidance runs (`decoder_guidance > 1`).
-    public let guided: Bool
+/// A request's state in the decoder: its image embeddings and text on top of the shared job state.
+public final class DecoderJob: DenoisingJob, @unchecked Sendable {
     /// Image embeddings `[n, h, w, 16]`, then zeros for the unconditional rows when guided.
     let effnet: Tensor
     /// Text conditioning `[n, 77, D]`, then the unconditional rows when guided.
     let textCondition: Tensor
-    /// `linspace(1, 0, steps + 1)`.
-    public let timesteps: [Float]
-    /// Current latents `[n, H, W, 4]`.
-    public internal(set) var latents: Tensor
-    /// Steps done.
-    public internal(set) var stepIndex = 0
 
-    init(request: GenerationRequest, generator: TorchGenerator, guided: Bool, effnet: Tensor, textCondition: Tensor, timesteps: [Float], latents: Tensor) {
-        self.request = request
-        self.generator = generator
-        self.guided = guided
+    init(request: GenerationRequest, generator: TorchGenerator, effnet: Tensor, textCondition: Tensor, timesteps: [Float], latents: Tensor) {
         self.effnet = effnet
         self.textCondition = textCondition
-        self.timesteps = timesteps
-        self.latents = latents
+        super.init(request: request, generator: generator, guidance: request.decoderGuidance, timesteps: timesteps, latents: latents)
     }
 
-    /// Steps in the schedule.
-    public var stepCount: Int { timesteps.count - 1 }
-    /// Whether every step has run.
-    public var isFinished: Bool { stepIndex >= stepCount }
-    /// Shape of the latents and of the image embeddings: jobs batch together only when both agree.
-    public var batchKey: [Int] { Array(latents.shape.dropFirst()) + Array(effnet.shape.dropFirst()) }
-    /// Rows this job puts into a forward pass.
-    public var rows: Int { latents.dim(0) * (guided ? 2 : 1) }
+    /// Jobs batch together only when their latents and their image embeddings agree in shape.
+    public override var batchKey: [Int] { Array(latents.shape.dropFirst()) + Array(effnet.shape.dropFirst()) }
 }
 
 /// Stages B and A: image embeddings to pixels (`WuerstchenDecoderPipeline`).
@@ -98,7 +76,7 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
         let effnet = guided ? batch([imageEmbeddings, Tensor(zeros: imageEmbeddings.shape)]) : imageEmbeddings
         let h = latentSide(prior: imageEmbeddings.dim(1)), w = latentSide(prior: imageEmbeddings.dim(2))
         let latents = DDPMWuerstchenScheduler.stepNoise(generator, shape: [n, h, w, decoder.config.cIn])
-        return DecoderJob(request: request, generator: generator, guided: guided, effnet: effnet, textCondition: condition,
+        return DecoderJob(request: request, generator: generator, effnet: effnet, textCondition: condition,
                           timesteps: DDPMWuerstchenScheduler.timesteps(steps: request.decoderSteps), latents: latents)
     }
 
@@ -106,31 +84,10 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
     public func step(_ jobs: [DecoderJob]) {
         precondition(!jobs.isEmpty && jobs.allSatisfy { !$0.isFinished && $0.batchKey == jobs[0].batchKey },
                      "decoder step needs unfinished jobs of one latent shape")
-        var inputs: [Tensor] = [], effnets: [Tensor] = [], conditions: [Tensor] = [], r: [Float] = []
-        for job in jobs {
-            inputs.append(job.latents)
-            if job.guided { inputs.append(job.latents) }
-            effnets.append(job.effnet)
-            conditions.append(job.textCondition)
-            r += [Float](repeating: job.timesteps[job.stepIndex], count: job.rows)
-        }
-        let predicted = decoder(batch(inputs), r: r, effnet: batch(effnets), clip: batch(conditions))
+        let predicted = decoder(batch(jobs.flatMap(\.inputs)), r: jobs.flatMap(\.ratios),
+                                effnet: batch(jobs.map(\.effnet)), clip: batch(jobs.map(\.textCondition)))
         var row = 0
-        for job in jobs {
-            let n = job.latents.dim(0)
-            var noisePrediction = slice(predicted, rows: row..<(row + n))
-            if job.guided {
-                noisePrediction = Tensor.lerp(slice(predicted, rows: (row + n)..<(row + 2 * n)), noisePrediction, weight: job.request.decoderGuidance)
-            }
-            row += job.rows
-            let t = job.timesteps[job.stepIndex]
-            let previous = DDPMWuerstchenScheduler.previousTimestep(t, in: job.timesteps)
-            let noise = DDPMWuerstchenScheduler.stepNoise(job.generator, shape: job.latents.shape)
-            job.latents = scheduler.step(
-                modelOutput: noisePrediction, timesteps: [Float](repeating: t, count: n),
-                previous: [Float](repeating: previous, count: n), sample: job.latents, noise: noise)
-            job.stepIndex += 1
-        }
+        for job in jobs { row = job.advance(predicted, from: row, scheduler: scheduler) }
     }
 
     /// Pixels of a finished job: `vqgan.decode(latents * scale_factor).clamp(0, 1)`. -> [n, H*4, W*4, 3]

@@ -61,42 +61,43 @@ public final class WuerstchenPipeline: @unchecked Sendable {
         var results = [Result<GenerationOutput, GenerationError>?](repeating: nil, count: requests.count)
         let cancelled = GenerationError(field: nil, message: "cancelled")
 
-        // Stage C: all requests, grouped by latent shape at every step.
-        var priorJobs: [(Int, PriorJob)] = try requests.enumerated().map { i, r in
-            (i, try prior.start(r, generator: TorchGenerator(seed: r.seed)))
-        }
+        // Stage C for all requests, then Stages B and A for those still wanted.
         var embeddings: [Int: (PriorJob, Tensor)] = [:]
-        while !priorJobs.isEmpty {
-            for group in groups(priorJobs, key: { $0.latentShape }) {
-                prior.step(group.map(\.1))
-                for (i, job) in group where progress?(GenerationProgress(request: i, stage: .prior, step: job.stepIndex, total: job.stepCount)) == false {
-                    results[i] = .failure(cancelled)
-                }
-            }
-            for (i, job) in priorJobs where job.isFinished && results[i] == nil {
-                embeddings[i] = (job, prior.imageEmbeddings(job))
-            }
-            priorJobs.removeAll { $0.1.isFinished || results[$0.0] != nil }
+        let priorJobs = try requests.enumerated().map { i, r in (i, try prior.start(r, generator: TorchGenerator(seed: r.seed))) }
+        try run(priorJobs, .prior, step: prior.step, progress: progress, results: &results) { i, job in
+            embeddings[i] = (job, prior.imageEmbeddings(job))
+            return nil
         }
-
-        // Stages B and A.
-        var decoderJobs: [(Int, DecoderJob)] = try embeddings.keys.sorted().map { i in
-            let (job, emb) = embeddings[i]!
-            return (i, try decoder.start(requests[i], imageEmbeddings: emb, generator: job.generator))
+        let decoderJobs = try embeddings.keys.sorted().map { i in
+            (i, try decoder.start(requests[i], imageEmbeddings: embeddings[i]!.1, generator: embeddings[i]!.0.generator))
         }
-        while !decoderJobs.isEmpty {
-            for group in groups(decoderJobs, key: { $0.batchKey }) {
-                decoder.step(group.map(\.1))
-                for (i, job) in group where progress?(GenerationProgress(request: i, stage: .decoder, step: job.stepIndex, total: job.stepCount)) == false {
-                    results[i] = .failure(cancelled)
-                }
-            }
-            for (i, job) in decoderJobs where job.isFinished && results[i] == nil {
-                results[i] = .success(GenerationOutput(imageEmbeddings: embeddings[i]!.1, images: try decoder.images(job)))
-            }
-            decoderJobs.removeAll { $0.1.isFinished || results[$0.0] != nil }
+        try run(decoderJobs, .decoder, step: decoder.step, progress: progress, results: &results) { i, job in
+            GenerationOutput(imageEmbeddings: embeddings[i]!.1, images: try decoder.images(job))
         }
         return results.map { $0 ?? .failure(cancelled) }
+    }
+
+    /// Steps `jobs` to completion, each step batching the jobs of equal `batchKey`; reports progress,
+    /// drops a job whose progress callback returns false (its result becomes "cancelled"), and hands
+    /// each finished job to `finished`, whose output (if any) becomes the job's result.
+    private func run<J: DenoisingJob>(
+        _ jobs: [(Int, J)], _ stage: GenerationProgress.Stage, step: ([J]) -> Void,
+        progress: ((GenerationProgress) -> Bool)?, results: inout [Result<GenerationOutput, GenerationError>?],
+        finished: (Int, J) throws -> GenerationOutput?
+    ) rethrows {
+        var jobs = jobs
+        while !jobs.isEmpty {
+            for group in groups(jobs, key: { $0.batchKey }) {
+                step(group.map(\.1))
+                for (i, job) in group where progress?(GenerationProgress(request: i, stage: stage, step: job.stepIndex, total: job.stepCount)) == false {
+                    results[i] = .failure(GenerationError(field: nil, message: "cancelled"))
+                }
+            }
+            for (i, job) in jobs where job.isFinished && results[i] == nil {
+                if let output = try finished(i, job) { results[i] = .success(output) }
+            }
+            jobs.removeAll { $0.1.isFinished || results[$0.0] != nil }
+        }
     }
 
     /// Jobs split by `key`, in order of first appearance.

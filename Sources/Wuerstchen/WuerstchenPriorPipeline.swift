@@ -6,41 +6,16 @@ import Tensor
 // diffusers pipelines/deprecated/wuerstchen/pipeline_wuerstchen_prior.py, split into steps so that
 // requests at different steps can share one forward pass (each row carries its own r).
 
-/// A request's state in the prior: its generator, conditioning, latents and place in its schedule.
-public final class PriorJob: @unchecked Sendable {
-    /// The request.
-    public let request: GenerationRequest
-    /// The request's generator: latents, then one noise draw per step, as diffusers draws them.
-    public let generator: TorchGenerator
-    /// Whether classifier-free guidance runs (`prior_guidance > 1`).
-    public let guided: Bool
+/// A request's state in the prior: its text keys/values on top of the shared job state.
+public final class PriorJob: DenoisingJob, @unchecked Sendable {
     /// The prior's keys and values of the text (`[n, 77, D]` rows, then the unconditional rows when
     /// guided), computed once: they do not change from step to step.
     let conditioning: WuerstchenPrior.Conditioning
-    /// The schedule (the loop runs over all but the last value).
-    public let timesteps: [Float]
-    /// Current latents `[n, h, w, 16]`.
-    public internal(set) var latents: Tensor
-    /// Steps done.
-    public internal(set) var stepIndex = 0
 
-    init(request: GenerationRequest, generator: TorchGenerator, guided: Bool, conditioning: WuerstchenPrior.Conditioning, timesteps: [Float], latents: Tensor) {
-        self.request = request
-        self.generator = generator
-        self.guided = guided
+    init(request: GenerationRequest, generator: TorchGenerator, conditioning: WuerstchenPrior.Conditioning, timesteps: [Float], latents: Tensor) {
         self.conditioning = conditioning
-        self.timesteps = timesteps
-        self.latents = latents
+        super.init(request: request, generator: generator, guidance: request.priorGuidance, timesteps: timesteps, latents: latents)
     }
-
-    /// Steps in the schedule (`len(timesteps[:-1])`).
-    public var stepCount: Int { timesteps.count - 1 }
-    /// Whether every step has run.
-    public var isFinished: Bool { stepIndex >= stepCount }
-    /// Shape of the latents, the key batches are grouped by.
-    public var latentShape: [Int] { Array(latents.shape.dropFirst()) }
-    /// Rows this job puts into a forward pass.
-    public var rows: Int { latents.dim(0) * (guided ? 2 : 1) }
 }
 
 /// Stage C: text to image embeddings (`WuerstchenPriorPipeline`).
@@ -108,7 +83,7 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
         let (h, w) = latentSize(height: request.height, width: request.width)
         // randn_tensor((n, c_in, h, w)) in NCHW order, times init_noise_sigma (1.0).
         let latents = DDPMWuerstchenScheduler.stepNoise(generator, shape: [n, h, w, prior.config.cIn])
-        return PriorJob(request: request, generator: generator, guided: guided, conditioning: prior.condition(clip: condition),
+        return PriorJob(request: request, generator: generator, conditioning: prior.condition(clip: condition),
                         timesteps: timesteps(for: request), latents: latents)
     }
 
@@ -118,37 +93,14 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
         return try textEncoder(ids: tokens.map(\.ids), attentionMask: tokens.map(\.attentionMask))
     }
 
-    /// One denoising step for every job (all with the same latent shape) in one forward pass.
+    /// One denoising step for every job (all with the same `batchKey`) in one forward pass.
     public func step(_ jobs: [PriorJob]) {
-        precondition(!jobs.isEmpty && jobs.allSatisfy { !$0.isFinished && $0.latentShape == jobs[0].latentShape },
+        precondition(!jobs.isEmpty && jobs.allSatisfy { !$0.isFinished && $0.batchKey == jobs[0].batchKey },
                      "prior step needs unfinished jobs of one latent shape")
-        // Batch rows per job: its latents, then its latents again for the unconditional branch.
-        var inputs: [Tensor] = [], r: [Float] = []
-        for job in jobs {
-            let t = job.timesteps[job.stepIndex]
-            inputs.append(job.latents)
-            if job.guided { inputs.append(job.latents) }
-            r += [Float](repeating: t, count: job.rows)
-        }
         let conditioning = WuerstchenPrior.Conditioning.batched(jobs.map(\.conditioning))
-        let predicted = prior(batch(inputs), r: r, conditioning: conditioning)  // [rows, h, w, 16]
+        let predicted = prior(batch(jobs.flatMap(\.inputs)), r: jobs.flatMap(\.ratios), conditioning: conditioning)
         var row = 0
-        for job in jobs {
-            let n = job.latents.dim(0)
-            var noisePrediction = slice(predicted, rows: row..<(row + n))
-            if job.guided {
-                // torch.lerp(uncond, text, guidance)
-                noisePrediction = Tensor.lerp(slice(predicted, rows: (row + n)..<(row + 2 * n)), noisePrediction, weight: job.request.priorGuidance)
-            }
-            row += job.rows
-            let t = job.timesteps[job.stepIndex]
-            let previous = DDPMWuerstchenScheduler.previousTimestep(t, in: job.timesteps)
-            let noise = DDPMWuerstchenScheduler.stepNoise(job.generator, shape: job.latents.shape)
-            job.latents = scheduler.step(
-                modelOutput: noisePrediction, timesteps: [Float](repeating: t, count: n),
-                previous: [Float](repeating: previous, count: n), sample: job.latents, noise: noise)
-            job.stepIndex += 1
-        }
+        for job in jobs { row = job.advance(predicted, from: row, scheduler: scheduler) }
     }
 
     /// The image embeddings of a finished job: `latents * latent_mean - latent_std` (sic, as diffusers).
@@ -157,25 +109,4 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
         precondition(job.isFinished, "imageEmbeddings of an unfinished prior job")
         return job.latents.mul(latentMean).add(-latentStd)
     }
-}
-
-/// Rows of `x` along the first dimension, copied. x: [B, ...] -> [rows.count, ...]
-func slice(_ x: Tensor, rows: Range<Int>) -> Tensor {
-    let per = x.count / max(x.dim(0), 1)
-    let out = Tensor(uninitialized: [rows.count] + Array(x.shape.dropFirst()))
-    out.data.update(from: x.data + rows.lowerBound * per, count: rows.count * per)
-    return out
-}
-
-/// Tensors of equal trailing shape stacked along the first dimension.
-func batch(_ xs: [Tensor]) -> Tensor { xs.count == 1 ? xs[0] : Tensor.concat(xs, axis: 0) }
-
-/// Each row of x repeated `times` times in place (repeat_interleave on dim 0). [B, ...] -> [B*times, ...]
-func repeatRows(_ x: Tensor, times: Int) -> Tensor {
-    let per = x.count / max(x.dim(0), 1)
-    let out = Tensor(uninitialized: [x.dim(0) * times] + Array(x.shape.dropFirst()))
-    for b in 0..<x.dim(0) {
-        for k in 0..<times { (out.data + (b * times + k) * per).update(from: x.data + b * per, count: per) }
-    }
-    return out
 }
