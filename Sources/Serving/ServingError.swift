@@ -11,14 +11,20 @@ public struct ServingError: Error, Sendable, Equatable, CustomStringConvertible 
     public let param: String?
     /// A stable machine-readable code (`invalid_value`, `missing_field`, `queue_full`, ...).
     public let code: String?
+    /// Seconds to send in `Retry-After` (429 and 503), if any.
+    public let retryAfterSeconds: Int?
 
-    public init(status: Int, message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {
+    /// An error; `type` defaults to `invalid_request_error`.
+    public init(status: Int, message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil,
+                retryAfterSeconds: Int? = nil) {
         self.status = status
         self.message = message
         self.type = type
         self.param = param
         self.code = code
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
+    /// `status type: message`.
     public var description: String { "\(status) \(type): \(message)" }
 }

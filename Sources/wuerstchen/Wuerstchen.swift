@@ -7,5 +7,5 @@ struct Wuerstchen: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wuerstchen",
         abstract: "Würstchen v2 text-to-image on CPUs.",
-        subcommands: [Generate.self, Tokenize.self, Bench.self])
+        subcommands: [Generate.self, Tokenize.self, Bench.self, Serve.self])
 }

@@ -1,0 +1,212 @@
+import Foundation
+import Wuerstchen
+
+/// Bounds the API applies on top of the model's own (from `ServerConfiguration`).
+public struct RequestLimits: Sendable, Equatable {
+    /// Most images per request (`num_images`, `n`).
+    public var maxImages: Int
+    /// Longest prompt or negative prompt, in characters.
+    public var maxPromptChars: Int
+    /// Most steps per stage.
+    public var maxSteps: Int
+
+    /// Limits from the server configuration.
+    public init(_ configuration: ServerConfiguration) {
+        maxImages = configuration.maxImagesPerRequest
+        maxPromptChars = configuration.maxPromptChars
+        maxSteps = configuration.maxSteps
+    }
+}
+
+/// A validated image request: what to run and what to tell the client about it.
+public struct ImageJob: Sendable, Equatable {
+    /// The pipeline request (seed drawn when the client gave none).
+    public var generation: GenerationRequest
+    /// The prompt has more tokens than CLIP reads (77): the rest is ignored (`X-Prompt-Truncated: true`).
+    public var promptTruncated: Bool
+}
+
+/// Parses and validates the JSON bodies of `POST /v1/images` and `POST /v1/images/generations`; every
+/// error is a 400 whose `param` names the field (OpenAI's names on the OpenAI endpoint).
+public enum ImageRequests {
+    /// Fields of `POST /v1/images`.
+    public static let nativeFields = ["prompt", "negative_prompt", "width", "height", "num_images", "seed", "prior_steps",
+                                      "prior_guidance_scale", "decoder_steps", "decoder_guidance_scale"]
+    /// Fields of `POST /v1/images/generations`: OpenAI's, then the extensions.
+    public static let openAIFields = ["prompt", "n", "size", "response_format", "model", "user", "quality", "style",
+                                      "output_format", "background", "moderation", "output_compression", "stream",
+                                      "seed", "negative_prompt", "prior_steps", "prior_guidance_scale", "decoder_steps",
+                                      "decoder_guidance_scale"]
+    /// Largest accepted seed: 2^63 - 1 (seeds are torch's int64 `manual_seed` values).
+    public static let maxSeed = Int64.max
+
+    /// `POST /v1/images`.
+    public static func native(_ body: JSONValue, model: ServedModel, limits: RequestLimits,
+                              randomSeed: () -> UInt64 = defaultRandomSeed) throws(ServingError) -> ImageJob {
+        var r = try FieldReader(body, allowed: nativeFields)
+        let prompt = try r.prompt("prompt", limits: limits, required: true)!
+        var g = GenerationRequest(prompt: prompt)
+        g.negativePrompt = try r.prompt("negative_prompt", limits: limits, required: false) ?? ""
+        g.width = try r.int("width", 1...Int(Int32.max)) ?? 1024
+        g.height = try r.int("height", 1...Int(Int32.max)) ?? 1024
+        g.numImages = try r.int("num_images", 1...limits.maxImages) ?? 1
+        g.seed = try r.seed() ?? randomSeed()
+        g.priorSteps = try r.int("prior_steps", 1...limits.maxSteps)
+        g.priorGuidance = try r.guidance("prior_guidance_scale") ?? 4.0
+        g.decoderSteps = try r.int("decoder_steps", 1...limits.maxSteps) ?? 12
+        g.decoderGuidance = try r.guidance("decoder_guidance_scale") ?? 0.0
+        do {
+            try g.validate(sizes: model.sizeRules, maxImages: limits.maxImages, maxSteps: limits.maxSteps)
+        } catch let error as GenerationError {
+            throw ServingError.from(error)
+        } catch {
+            throw ServingError(status: 500, message: "\(error)", type: "server_error")
+        }
+        return ImageJob(generation: g, promptTruncated: model.tokenCount(prompt) > model.maxTokens)
+    }
+
+    /// `POST /v1/images/generations` (OpenAI Images API). `response_format` must be `b64_json` (or absent).
+    public static func openAI(_ body: JSONValue, model: ServedModel, limits: RequestLimits,
+                              randomSeed: () -> UInt64 = defaultRandomSeed) throws(ServingError) -> ImageJob {
+        var r = try FieldReader(body, allowed: openAIFields)
+        let prompt = try r.prompt("prompt", limits: limits, required: true)!
+        var g = GenerationRequest(prompt: prompt)
+        g.numImages = try r.int("n", 1...limits.maxImages) ?? 1
+        if let size = try r.string("size"), size != "auto" {
+            let parts = size.split(separator: "x", omittingEmptySubsequences: false)
+            guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]), parts.allSatisfy({ $0.allSatisfy(\.isASCII) && !$0.hasPrefix("+") && !$0.hasPrefix("-") }) else {
+                throw ServingError.invalid("size", "size '\(size)' must be WIDTHxHEIGHT in pixels, e.g. 1024x1024")
+            }
+            g.width = w
+            g.height = h
+        }
+        switch try r.string("response_format") {
+        case nil, "b64_json": break
+        case "url":
+            throw ServingError.invalid("response_format", "response_format 'url' is not supported: this server keeps no images; use b64_json",
+                                       code: "unsupported_value")
+        case let other?:
+            throw ServingError.invalid("response_format", "response_format '\(other)' must be b64_json")
+        }
+        _ = try r.string("model")  // one model is served whatever the name (clients often send dall-e-2)
+        _ = try r.string("user")
+        try r.oneOf("quality", ["standard", "hd", "auto", "high", "medium", "low"])
+        try r.oneOf("style", ["vivid", "natural"])
+        try r.oneOf("output_format", ["png"])
+        try r.oneOf("background", ["auto", "opaque"])
+        try r.oneOf("moderation", ["auto", "low"])
+        _ = try r.int("output_compression", 0...100)
+        if try r.bool("stream") == true {
+            throw ServingError.invalid("stream", "stream is not supported on this endpoint; use POST /v1/images with Accept: text/event-stream",
+                                       code: "unsupported_value")
+        }
+        g.negativePrompt = try r.prompt("negative_prompt", limits: limits, required: false) ?? ""
+        g.seed = try r.seed() ?? randomSeed()
+        g.priorSteps = try r.int("prior_steps", 1...limits.maxSteps)
+        g.priorGuidance = try r.guidance("prior_guidance_scale") ?? 4.0
+        g.decoderSteps = try r.int("decoder_steps", 1...limits.maxSteps) ?? 12
+        g.decoderGuidance = try r.guidance("decoder_guidance_scale") ?? 0.0
+        do {
+            try g.validate(sizes: model.sizeRules, maxImages: limits.maxImages, maxSteps: limits.maxSteps)
+        } catch let error as GenerationError {
+            throw ServingError.from(error, rename: ["width": "size", "height": "size", "num_images": "n"])
+        } catch {
+            throw ServingError(status: 500, message: "\(error)", type: "server_error")
+        }
+        return ImageJob(generation: g, promptTruncated: model.tokenCount(prompt) > model.maxTokens)
+    }
+
+    /// A random seed in 0..<2^32 (small enough for any JSON client to hold exactly).
+    public static func defaultRandomSeed() -> UInt64 { UInt64.random(in: 0...UInt64(UInt32.max)) }
+}
+
+/// Reads typed fields of a JSON object; `null` counts as absent.
+private struct FieldReader {
+    let members: [String: JSONValue]
+
+    init(_ body: JSONValue, allowed: [String]) throws(ServingError) {
+        guard case .object(let list) = body else {
+            throw ServingError.invalid(nil, "the body must be a JSON object, got \(body.kindDescription)", code: "invalid_json")
+        }
+        for (key, _) in list where !allowed.contains(key) {
+            throw ServingError.invalid(key, "unknown field '\(key)' (accepted: \(allowed.joined(separator: ", ")))", code: "unknown_parameter")
+        }
+        members = Dictionary(list, uniquingKeysWith: { a, _ in a })
+    }
+
+    func value(_ key: String) -> JSONValue? {
+        guard let v = members[key], v != .null else { return nil }
+        return v
+    }
+
+    func string(_ key: String) throws(ServingError) -> String? {
+        guard let v = value(key) else { return nil }
+        guard case .string(let s) = v else { throw ServingError.invalid(key, "\(key) must be a string, got \(v.kindDescription)", code: "invalid_type") }
+        return s
+    }
+
+    func prompt(_ key: String, limits: RequestLimits, required: Bool) throws(ServingError) -> String? {
+        guard let s = try string(key) else {
+            if required { throw ServingError.invalid(key, "\(key) is required", code: "missing_required_parameter") }
+            return nil
+        }
+        if required, s.allSatisfy(\.isWhitespace) { throw ServingError.invalid(key, "\(key) must not be empty") }
+        guard s.count <= limits.maxPromptChars else {
+            throw ServingError.invalid(key, "\(key) has \(s.count) characters, at most \(limits.maxPromptChars) are accepted", code: "string_above_max_length")
+        }
+        return s
+    }
+
+    func int(_ key: String, _ range: ClosedRange<Int>) throws(ServingError) -> Int? {
+        guard let v = value(key) else { return nil }
+        guard case .number = v else { throw ServingError.invalid(key, "\(key) must be an integer, got \(v.kindDescription)", code: "invalid_type") }
+        guard let i = v.intValue else {
+            if let d = v.doubleValue, d.rounded() != d || abs(d) > 1e18 || !d.isFinite {
+                throw ServingError.invalid(key, "\(key) must be an integer, got \(v.serialized)", code: "invalid_type")
+            }
+            // 512.0 or 1e3: an integral number written as a float.
+            return try checked(key, Int(v.doubleValue!), range)
+        }
+        guard let n = Int(exactly: i) else { throw ServingError.invalid(key, "\(key) \(i) is out of range") }
+        return try checked(key, n, range)
+    }
+
+    private func checked(_ key: String, _ n: Int, _ range: ClosedRange<Int>) throws(ServingError) -> Int {
+        guard range.contains(n) else {
+            throw ServingError.invalid(key, "\(key) \(n) must be between \(range.lowerBound) and \(range.upperBound)")
+        }
+        return n
+    }
+
+    func seed() throws(ServingError) -> UInt64? {
+        guard let v = value("seed") else { return nil }
+        guard case .number(let text) = v else { throw ServingError.invalid("seed", "seed must be an integer, got \(v.kindDescription)", code: "invalid_type") }
+        guard !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) else {
+            throw ServingError.invalid("seed", "seed must be an integer, got \(text)", code: "invalid_type")
+        }
+        guard let s = Int64(text), s >= 0 else {
+            throw ServingError.invalid("seed", "seed \(text) must be between 0 and \(ImageRequests.maxSeed) (2^63 - 1)")
+        }
+        return UInt64(s)
+    }
+
+    func guidance(_ key: String) throws(ServingError) -> Float? {
+        guard let v = value(key) else { return nil }
+        guard let d = v.doubleValue else { throw ServingError.invalid(key, "\(key) must be a number, got \(v.kindDescription)", code: "invalid_type") }
+        guard d.isFinite, (0...50).contains(d) else { throw ServingError.invalid(key, "\(key) \(v.serialized) must be a number between 0 and 50") }
+        return Float(d)
+    }
+
+    func bool(_ key: String) throws(ServingError) -> Bool? {
+        guard let v = value(key) else { return nil }
+        guard case .bool(let b) = v else { throw ServingError.invalid(key, "\(key) must be a boolean, got \(v.kindDescription)", code: "invalid_type") }
+        return b
+    }
+
+    func oneOf(_ key: String, _ options: [String]) throws(ServingError) {
+        guard let s = try string(key) else { return }
+        guard options.contains(s) else {
+            throw ServingError.invalid(key, "\(key) '\(s)' must be one of \(options.joined(separator: ", "))")
+        }
+    }
+}

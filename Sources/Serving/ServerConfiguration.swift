@@ -1,0 +1,52 @@
+import HTTP1
+
+/// Everything `wuerstchen serve` can be told, with the defaults of `Config/server.json`.
+/// Field names are the JSON keys (snake_case); `WUERSTCHEN_<KEY>` environment variables override the
+/// file (nested keys joined by `_`: `WUERSTCHEN_LIMITS_MAX_BODY_BYTES`, `WUERSTCHEN_TLS_CERTIFICATE`),
+/// and command-line flags override both (see `ServerConfiguration+Loading.swift`).
+public struct ServerConfiguration: Sendable, Equatable {
+    /// `host`: numeric address to bind (`127.0.0.1`, `0.0.0.0`, `::`).
+    public var host = "127.0.0.1"
+    /// `port`: TCP port, 0 picks a free one (printed at startup).
+    public var port = 8080
+    /// `api_keys`: accepted `Authorization: Bearer` keys; empty means no authentication.
+    public var apiKeys: [String] = []
+    /// `metrics_require_auth`: whether `/metrics` needs a key too (health and readiness never do).
+    public var metricsRequireAuth = false
+    /// `max_queue`: requests that may wait behind the running one; more answer 429 with `Retry-After`.
+    public var maxQueue = 16
+    /// `max_images_per_request`: upper bound of `num_images` / `n`.
+    public var maxImagesPerRequest = 4
+    /// `max_prompt_chars`: longest `prompt` / `negative_prompt` in characters.
+    public var maxPromptChars = 10_000
+    /// `max_steps`: upper bound of `prior_steps` and `decoder_steps`.
+    public var maxSteps = 200
+    /// `png_compression`: zlib level of the PNGs, 0 (fastest) ... 9 (smallest).
+    public var pngCompression = 6
+    /// `model_id`: the model's name in `/v1/models`.
+    public var modelID = "wuerstchen-v2"
+    /// `limits`: the HTTP server's size, count and time limits (`HTTPLimits`, snake_case keys, seconds).
+    public var limits = HTTPLimits()
+    /// `tls`: `{certificate, private_key}` PEM paths to serve HTTPS; null serves plain HTTP.
+    public var tls: HTTPTLSConfiguration?
+    /// `drain_seconds`: on SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    public var drainSeconds = 30.0
+    /// `prior`: prior pipeline folder; null (with `decoder` null) uses the embedded demo model.
+    public var prior: String?
+    /// `decoder`: decoder pipeline folder.
+    public var decoder: String?
+    /// `precision`: `fp32` (`bf16` is not implemented yet).
+    public var precision = "fp32"
+    /// `threads`: threads for OpenBLAS and the op pool, 0 for every core.
+    public var threads = 0
+    /// `log_level`: `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`.
+    public var logLevel = "info"
+
+    /// The defaults.
+    public init() {}
+
+    /// The HTTP server's part.
+    public var httpConfiguration: HTTPServerConfiguration {
+        HTTPServerConfiguration(host: host, port: port, limits: limits, tls: tls)
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import HTTP1
+import Logging
+
+/// The HTTP API (ARCHITECTURE.md "HTTP (v1)"): routing, API keys, readiness, and the image routes.
+///
+/// | route | methods | auth |
+/// | --- | --- | --- |
+/// | `/healthz` | GET, HEAD | never |
+/// | `/readyz` | GET, HEAD | never |
+/// | `/metrics` | GET, HEAD | if `metrics_require_auth` |
+/// | `/v1/models` | GET, HEAD | if keys are configured |
+/// | `/v1/images` | POST | if keys are configured |
+/// | `/v1/images/generations` | POST | if keys are configured |
+///
+/// Unknown paths answer 404, other methods 405 with `Allow` (OPTIONS 204 with `Allow`).
+public final class ServingHandler: HTTPHandler, @unchecked Sendable {
+    /// A route: its path, methods, and whether it needs an API key.
+    struct Route {
+        let path: String
+        let methods: [String]
+        let isProtected: Bool
+    }
+
+    let configuration: ServerConfiguration
+    let state: ServingState
+    let metrics: ServingMetrics
+    let logger: Logger
+    let limits: RequestLimits
+    private let apiKeys: [[UInt8]]
+    private let routes: [Route]
+    private let startTime = Int(Date().timeIntervalSince1970)
+
+    /// Routes over `state`, with keys, limits and PNG settings from `configuration`.
+    public init(configuration: ServerConfiguration, state: ServingState, metrics: ServingMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.state = state
+        self.metrics = metrics
+        self.logger = logger
+        limits = RequestLimits(configuration)
+        apiKeys = configuration.apiKeys.map { Array($0.utf8) }
+        let keys = !configuration.apiKeys.isEmpty
+        routes = [
+            Route(path: "/healthz", methods: ["GET", "HEAD"], isProtected: false),
+            Route(path: "/readyz", methods: ["GET", "HEAD"], isProtected: false),
+            Route(path: "/metrics", methods: ["GET", "HEAD"], isProtected: keys && configuration.metricsRequireAuth),
+            Route(path: "/v1/models", methods: ["GET", "HEAD"], isProtected: keys),
+            Route(path: "/v1/images", methods: ["POST"], isProtected: keys),
+            Route(path: "/v1/images/generations", methods: ["POST"], isProtected: keys),
+        ]
+    }
+
+    public func handle(_ request: HTTPRequest, _ response: HTTPResponseWriter) {
+        metrics.inFlight.increment()
+        defer { metrics.inFlight.decrement() }
+        let exchange = Exchange(request: request, writer: response, metrics: metrics, logger: logger)
+        guard let route = routes.first(where: { $0.path == request.path }) else {
+            exchange.error(ServingError(status: 404, message: "no route \(request.method) \(request.rawPath)", code: "not_found"))
+            return
+        }
+        exchange.route = route.path
+        guard route.methods.contains(request.method) else {
+            let allow = (route.methods + ["OPTIONS"]).joined(separator: ", ")
+            if request.method == "OPTIONS" {
+                exchange.respond(status: 204, headers: [("Allow", allow)], body: [])
+            } else {
+                exchange.error(ServingError(status: 405, message: "\(request.path) accepts \(route.methods.joined(separator: ", ")), not \(request.method)",
+                                            code: "method_not_allowed"), headers: [("Allow", allow)])
+            }
+            return
+        }
+        if route.isProtected, !isAuthorized(request.headers["Authorization"]) {
+            exchange.error(.unauthorized)
+            return
+        }
+        switch route.path {
+        case "/healthz": exchange.json(200, .object([("status", .string("ok"))]))
+        case "/readyz": readiness(exchange)
+        case "/metrics":
+            exchange.respond(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                             body: Array(metrics.exposition().utf8))
+        case "/v1/models": models(exchange)
+        default: images(exchange, openAI: route.path == "/v1/images/generations")
+        }
+    }
+
+    /// Refuses a `100-continue` body early when the key is wrong or the content type is not JSON.
+    public func checkExpectation(_ head: HTTPRequestHead) -> HTTPError? {
+        let path = String(head.target.prefix { $0 != "?" })
+        guard let route = routes.first(where: { $0.path == path }), route.methods.contains(head.method) else { return nil }
+        if route.isProtected, !isAuthorized(head.headers["Authorization"]) {
+            return HTTPError(status: 401, code: "invalid_api_key", message: ServingError.unauthorized.message)
+        }
+        if head.method == "POST", let error = Self.contentTypeError(head.headers["Content-Type"]) {
+            return HTTPError(status: error.status, code: error.code ?? "unsupported_media_type", message: error.message)
+        }
+        return nil
+    }
+
+    // MARK: - Routes
+
+    private func readiness(_ exchange: Exchange) {
+        if let error = state.unavailability {
+            exchange.error(error)
+        } else {
+            exchange.json(200, .object([("status", .string("ready"))]))
+        }
+    }
+
+    private func models(_ exchange: Exchange) {
+        exchange.json(200, .object([
+            ("object", .string("list")),
+            ("data", .array([.object([
+                ("id", .string(configuration.modelID)), ("object", .string("model")),
+                ("created", .int(startTime)), ("owned_by", .string("wuerstchen")),
+            ])])),
+        ]))
+    }
+
+    // MARK: - Checks
+
+    /// `Authorization: Bearer <key>` against every configured key in constant time (the time depends
+    /// only on the configured keys' lengths, not on how much of a key matched).
+    func isAuthorized(_ header: String?) -> Bool {
+        guard !apiKeys.isEmpty else { return true }
+        guard let header, header.count > 7, header.prefix(7).lowercased() == "bearer " else { return false }
+        let given = Array(header.utf8.dropFirst(7))
+        var matched: UInt8 = 0
+        for key in apiKeys {
+            var diff: UInt8 = given.count == key.count ? 0 : 1
+            for i in 0..<key.count {
+                diff |= key[i] ^ (given.isEmpty ? 0 : given[i % given.count])
+            }
+            matched |= diff == 0 ? 1 : 0
+        }
+        return matched == 1
+    }
+
+    /// 415 unless the content type is `application/json` (parameters such as charset allowed).
+    static func contentTypeError(_ header: String?) -> ServingError? {
+        let media = header?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard media == "application/json" else {
+            return ServingError(status: 415, message: "the body must be application/json, got \(header.map { "'\($0)'" } ?? "no Content-Type")",
+                                code: "unsupported_media_type")
+        }
+        return nil
+    }
+}

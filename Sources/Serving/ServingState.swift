@@ -1,0 +1,79 @@
+import Foundation
+
+/// Whether the server can take work: models loading, ready with a service, failed to load, or draining.
+/// Shared by the routes (readiness, admission) and the server's lifecycle.
+public final class ServingState: @unchecked Sendable {
+    /// Where the server is.
+    public enum Phase: Sendable {
+        case loading
+        case ready(any GenerationService)
+        case failed(String)
+    }
+
+    private let lock = NSLock()
+    private var phase = Phase.loading
+    private var drainingFlag = false
+
+    /// A state that is loading.
+    public init() {}
+
+    /// The current phase.
+    public var current: Phase {
+        lock.lock()
+        defer { lock.unlock() }
+        return phase
+    }
+
+    /// True once shutdown began: `/readyz` answers 503 and no new generation is accepted.
+    public var isDraining: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return drainingFlag
+    }
+
+    /// The service when ready and not draining.
+    public var service: (any GenerationService)? {
+        lock.lock()
+        defer { lock.unlock() }
+        if case .ready(let s) = phase { return s }
+        return nil
+    }
+
+    /// Models loaded: requests go to `service`.
+    public func becomeReady(_ service: any GenerationService) {
+        lock.lock()
+        phase = .ready(service)
+        lock.unlock()
+    }
+
+    /// Loading failed with `message`.
+    public func fail(_ message: String) {
+        lock.lock()
+        phase = .failed(message)
+        lock.unlock()
+    }
+
+    /// Shutdown began.
+    public func beginDraining() {
+        lock.lock()
+        drainingFlag = true
+        lock.unlock()
+    }
+
+    /// Why the server is not ready (nil when it is): a 503 error.
+    public var unavailability: ServingError? {
+        lock.lock()
+        defer { lock.unlock() }
+        if drainingFlag {
+            return ServingError(status: 503, message: "the server is shutting down", type: "server_error", code: "draining", retryAfterSeconds: 1)
+        }
+        switch phase {
+        case .loading:
+            return ServingError(status: 503, message: "the models are still loading", type: "server_error", code: "loading", retryAfterSeconds: 5)
+        case .failed(let message):
+            return ServingError(status: 503, message: "the models failed to load: \(message)", type: "server_error", code: "load_failed")
+        case .ready:
+            return nil
+        }
+    }
+}
