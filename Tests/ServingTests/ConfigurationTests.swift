@@ -1,0 +1,124 @@
+import Foundation
+import HTTP1
+import Testing
+@testable import Serving
+
+@Suite struct ConfigurationTests {
+    static let repoConfig = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../Config/server.json").standardized.path
+
+    static func temporaryFile(_ text: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("wuerstchen-config-\(UUID()).json").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func theShippedFileHoldsTheDefaultsAndEveryField() throws {
+        let parsed = try ServerConfiguration.load(file: Self.repoConfig)
+        #expect(parsed == ServerConfiguration())
+        let text = try String(contentsOfFile: Self.repoConfig, encoding: .utf8)
+        for key in ServerConfiguration.keys where !key.hasPrefix("tls.") {  // tls is null by default
+            #expect(text.contains("\"\(key.split(separator: ".").last!)\""), "Config/server.json lacks \(key)")
+        }
+    }
+
+    @Test func fileThenEnvironmentThenFlags() throws {
+        let file = try Self.temporaryFile(#"""
+            {"port": 9000, "host": "0.0.0.0", "max_queue": 3, "api_keys": ["a"], "limits": {"max_body_bytes": 4096, "idle_timeout": 5},
+             "log_level": "debug"}
+            """#)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let fileOnly = try ServerConfiguration.load(file: file)
+        #expect(fileOnly.port == 9000 && fileOnly.host == "0.0.0.0" && fileOnly.maxQueue == 3 && fileOnly.apiKeys == ["a"])
+        #expect(fileOnly.limits.maxBodyBytes == 4096 && fileOnly.limits.idleTimeout == 5 && fileOnly.logLevel == "debug")
+        #expect(fileOnly.limits.maxHeaderCount == HTTPLimits().maxHeaderCount)
+
+        let env = ["WUERSTCHEN_PORT": "9100", "WUERSTCHEN_MAX_QUEUE": "7", "WUERSTCHEN_API_KEYS": "x, y",
+                   "WUERSTCHEN_LIMITS_MAX_BODY_BYTES": "8192", "WUERSTCHEN_METRICS_REQUIRE_AUTH": "true", "UNRELATED": "1"]
+        let withEnv = try ServerConfiguration.load(file: file, environment: env)
+        #expect(withEnv.port == 9100 && withEnv.maxQueue == 7 && withEnv.apiKeys == ["x", "y"] && withEnv.metricsRequireAuth)
+        #expect(withEnv.limits.maxBodyBytes == 8192 && withEnv.host == "0.0.0.0")
+
+        let withFlags = try ServerConfiguration.load(file: file, environment: env,
+                                                     flags: [("port", "--port", "9200"), ("threads", "--threads", "2")])
+        #expect(withFlags.port == 9200 && withFlags.threads == 2 && withFlags.maxQueue == 7)
+    }
+
+    @Test func tlsTakesBothPaths() throws {
+        let c = try ServerConfiguration.parse(json: Array(#"{"tls": {"certificate": "/c.pem", "private_key": "/k.pem"}}"#.utf8))
+        #expect(c.tls == HTTPTLSConfiguration(certificatePath: "/c.pem", keyPath: "/k.pem"))
+        #expect(try ServerConfiguration.parse(json: Array(#"{"tls": null}"#.utf8)).tls == nil)
+        #expect(throws: ConfigurationError.self) { try ServerConfiguration.parse(json: Array(#"{"tls": {"certificate": "/c.pem"}}"#.utf8)) }
+    }
+
+    /// Each bad value names its field and where it came from.
+    @Test func invalidValuesNameTheFieldAndTheSource() throws {
+        func error(_ body: () throws -> ServerConfiguration) -> ConfigurationError? {
+            do {
+                _ = try body()
+                return nil
+            } catch let e as ConfigurationError {
+                return e
+            } catch {
+                return nil
+            }
+        }
+        let cases: [(ConfigurationError?, String?, String)] = [
+            (error { try ServerConfiguration.parse(json: Array(#"{"port": "80"}"#.utf8), source: "f.json") }, "port", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"port": 70000}"#.utf8), source: "f.json") }, "port", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"max_queue": 0}"#.utf8), source: "f.json") }, "max_queue", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"prot": 80}"#.utf8), source: "f.json") }, "prot", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"limits": {"max_body_bytes": -1}}"#.utf8), source: "f.json") }, "limits.max_body_bytes", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"log_level": "loud"}"#.utf8), source: "f.json") }, "log_level", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"api_keys": "abc"}"#.utf8), source: "f.json") }, "api_keys", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"port": 80,}"#.utf8), source: "f.json") }, nil, "f.json"),
+            (error { try ServerConfiguration.load(file: nil, environment: ["WUERSTCHEN_PORT": "eighty"]) }, "port", "WUERSTCHEN_PORT"),
+            (error { try ServerConfiguration.load(file: nil, environment: ["WUERSTCHEN_DRAIN_SECONDS": "-1"]) }, "drain_seconds", "WUERSTCHEN_DRAIN_SECONDS"),
+            (error { try ServerConfiguration.load(file: nil, flags: [("threads", "--threads", "-2")]) }, "threads", "--threads"),
+            (error { try ServerConfiguration.load(file: nil, flags: [("prior", "--prior", "/nonexistent")]) }, "decoder", "--prior"),
+            (error { try ServerConfiguration.load(file: nil, flags: [("precision", "--precision", "fp8")]) }, "precision", "--precision"),
+            (error { try ServerConfiguration.load(file: "/nonexistent/server.json") }, nil, "/nonexistent/server.json"),
+        ]
+        for (e, field, source) in cases {
+            guard let e else {
+                Issue.record("expected an error for \(field ?? "the file") from \(source)")
+                continue
+            }
+            #expect(e.field == field, "\(e)")
+            #expect(e.source.contains(source) && e.description.contains(source), "\(e)")
+            if let field { #expect(e.description.contains(field)) }
+        }
+    }
+}
+
+@Suite struct JSONValueTests {
+    @Test func parsesAndSerialises() throws {
+        let v = try JSONValue.parse(Array(#" {"a": [1, -2.5e3, true, null, "x\"\u00e9\ud83d\ude00"], "b": {}} "#.utf8))
+        #expect(v["a"] == .array([.number("1"), .number("-2.5e3"), .bool(true), .null, .string("x\"é😀")]))
+        if case .array(let a)? = v["a"] { #expect(a[0].intValue == 1) }
+        #expect(JSONValue.object([("k", .string("a\nb\u{1}"))]).serialized == #"{"k":"a\nb\u0001"}"#)
+        #expect(JSONValue.number("9223372036854775808").intValue == nil)
+    }
+
+    @Test(arguments: ["", "{", "{\"a\":1,}", "[1,]", "01", "{\"a\":1,\"a\":2}", "\"\u{1}\"", "{'a':1}", "1 2", "nul", "\"\\x\"", "-", "1.", "[\"\\ud800\"]"])
+    func rejectsMalformed(_ text: String) {
+        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(Array(text.utf8)) }
+    }
+
+    @Test func limitsNesting() {
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(Array(deep.utf8)) }
+    }
+
+    @Test func negotiatesAccept() {
+        #expect(ImageResponseMode.negotiate(nil) == .png)
+        #expect(ImageResponseMode.negotiate("*/*") == .png)
+        #expect(ImageResponseMode.negotiate("application/json") == .json)
+        #expect(ImageResponseMode.negotiate("text/event-stream") == .eventStream)
+        #expect(ImageResponseMode.negotiate("image/png;q=0.5, application/json") == .json)
+        #expect(ImageResponseMode.negotiate("image/*, multipart/mixed;q=0.9") == .png)
+        #expect(ImageResponseMode.negotiate("*/*;q=0.1, text/*") == .eventStream)
+        #expect(ImageResponseMode.negotiate("image/jpeg") == nil)
+        #expect(ImageResponseMode.negotiate("image/png;q=0") == nil)
+    }
+}
