@@ -5,4 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 swift build -c release
+# The openai SDK check in ServingTests runs the official Python SDK from a virtualenv outside the
+# repository; without WUERSTCHEN_CI_PYTHON that test fails and says how to run it.
+if ci_python="$(bash scripts/ci/openai_venv.sh)"; then
+    export WUERSTCHEN_CI_PYTHON="$ci_python"
+else
+    echo "test.sh: could not make the openai virtualenv; ServingTests' openai SDK check will fail" >&2
+fi
 swift test -c release -Xswiftc -enable-testing "$@"
