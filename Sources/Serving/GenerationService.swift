@@ -24,13 +24,23 @@ public enum GenerationEvent: Sendable {
 
 /// Where a job is (llama.cpp server's task states).
 public enum GenerationJobStatus: String, Sendable, Equatable {
-    case queued, running, done, failed, cancelled
+    /// Waiting in the queue.
+    case queued
+    /// Being computed.
+    case running
+    /// Finished with images.
+    case done
+    /// Finished with an error.
+    case failed
+    /// Stopped by its ticket (client gone) before finishing.
+    case cancelled
 }
 
 /// What a service remembers about a job (recent jobs are kept for inspection and tests).
 public struct GenerationJobSummary: Sendable, Equatable {
     /// The id given at submission (the HTTP request id).
     public var id: String
+    /// Where it is.
     public var status: GenerationJobStatus
     /// Denoising steps computed for it, both stages together.
     public var stepsRun: Int

@@ -2,15 +2,20 @@
 /// literal text so that integer fields can be checked exactly (no rounding through Double) and objects
 /// kept in order (responses list their keys in the documented order).
 public indirect enum JSONValue: Sendable, Equatable {
+    /// `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
     /// A number as written (`12`, `-3.5e2`); see `intValue` and `doubleValue`.
     case number(String)
+    /// A string.
     case string(String)
+    /// An array.
     case array([JSONValue])
     /// Members in document order (a parsed object has no duplicate keys).
     case object([(String, JSONValue)])
 
+    /// Structural equality (numbers compare by value).
     public static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
         case (.null, .null): true
@@ -117,6 +122,7 @@ public struct JSONSyntaxError: Error, Sendable, Equatable, CustomStringConvertib
     public let offset: Int
     /// What is wrong.
     public let reason: String
+    /// `invalid JSON at byte N: reason`.
     public var description: String { "invalid JSON at byte \(offset): \(reason)" }
 }
 

@@ -30,6 +30,7 @@ public final class SerialGenerationService: GenerationService, @unchecked Sendab
         }
     }
 
+    /// The pipeline's sizes and tokenizer.
     public let model: ServedModel
     private let pipeline: WuerstchenPipeline
     private let maxQueue: Int
@@ -63,12 +64,14 @@ public final class SerialGenerationService: GenerationService, @unchecked Sendab
         thread.start()
     }
 
+    /// Requests waiting behind the running one.
     public var queueLength: Int {
         condition.lock()
         defer { condition.unlock() }
         return pending.count
     }
 
+    /// The job `id` if queued, running or among the last 256 finished.
     public func summary(of id: String) -> GenerationJobSummary? {
         condition.lock()
         defer { condition.unlock() }
@@ -77,6 +80,7 @@ public final class SerialGenerationService: GenerationService, @unchecked Sendab
         return recent.last { $0.id == id }
     }
 
+    /// Queues `request`; 429 when `maxQueue` requests already wait, 503 once shutting down.
     public func submit(_ request: GenerationRequest, id: String, events: @escaping @Sendable (GenerationEvent) -> Void) throws -> GenerationTicket {
         let steps = (request.priorSteps ?? pipeline.prior.timesteps(for: request).count - 1) + request.decoderSteps
         let job = Job(id: id, request: request, stepsTotal: steps, events: events)
@@ -103,6 +107,7 @@ public final class SerialGenerationService: GenerationService, @unchecked Sendab
         return GenerationTicket(id: id) { [weak self] in self?.cancel(job) }
     }
 
+    /// Refuses new requests; `completion` runs once the queue is empty and nothing runs (the worker then ends).
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         condition.lock()
         stopping = true
@@ -158,7 +163,14 @@ public final class SerialGenerationService: GenerationService, @unchecked Sendab
     private func workLoop() {
         while true {
             condition.lock()
-            while pending.isEmpty { condition.wait() }
+            while pending.isEmpty {
+                if stopping {
+                    // Shut down and idle: the thread ends (and releases the service).
+                    condition.unlock()
+                    return
+                }
+                condition.wait()
+            }
             let job = pending.removeFirst()
             job.status = .running
             running = job

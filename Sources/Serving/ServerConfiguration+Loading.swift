@@ -17,6 +17,7 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
         self.message = message
     }
 
+    /// `invalid configuration: field (from source): message`.
     public var description: String {
         if let field { return "invalid configuration: \(field) (from \(source)): \(message)" }
         return "invalid configuration (\(source)): \(message)"

@@ -50,6 +50,7 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
         ]
     }
 
+    /// Routes one request (see the table above); blocks for image requests until they are answered.
     public func handle(_ request: HTTPRequest, _ response: HTTPResponseWriter) {
         metrics.inFlight.increment()
         defer { metrics.inFlight.decrement() }

@@ -5,8 +5,11 @@ import Foundation
 public final class ServingState: @unchecked Sendable {
     /// Where the server is.
     public enum Phase: Sendable {
+        /// Models loading (the server already answers health checks).
         case loading
+        /// Serving through this service.
         case ready(any GenerationService)
+        /// Loading failed with this message.
         case failed(String)
     }
 
