@@ -115,15 +115,18 @@ public struct CLIPTextModel: @unchecked Sendable {
     }
 
     /// The model over `weights` (PyTorch layout, names from `parameters(config)`).
-    public init(config c: CLIPTextConfig, weights w: [String: Tensor]) throws {
+    public init(config c: CLIPTextConfig, weights: consuming [String: Tensor]) throws {
+        var w = consume weights
         guard let act = Activation(name: c.hiddenAct) else {
             throw CLIPModelError(description: "config hidden_act '\(c.hiddenAct)' is not supported (gelu, quick_gelu, gelu_new, silu)")
         }
         guard c.hiddenSize % c.numAttentionHeads == 0 else {
             throw CLIPModelError(description: "config hidden_size \(c.hiddenSize) is not divisible by num_attention_heads \(c.numAttentionHeads)")
         }
+        // Every tensor is taken out of the dictionary as it is used, so that those the layers convert
+        // (q, k, v stacked into one projection) are freed at once rather than at the end of loading.
         func t(_ name: String) -> Tensor {
-            guard let x = w[name] else { preconditionFailure("weight '\(name)' missing after strict load") }
+            guard let x = w.removeValue(forKey: name) else { preconditionFailure("weight '\(name)' missing after strict load") }
             return x
         }
         func linear(_ p: String) -> Linear { Linear(weight: t(p + ".weight"), bias: t(p + ".bias")) }
@@ -160,7 +163,7 @@ public struct CLIPTextModel: @unchecked Sendable {
         if prefixed {
             loaded = Dictionary(uniqueKeysWithValues: loaded.map { (String($0.key.dropFirst("text_model.".count)), $0.value) })
         }
-        try self.init(config: config, weights: loaded)
+        try self.init(config: config, weights: consume loaded)
     }
 
     /// ids: [B, L] token ids, mask: [B, L] of 1 (token) / 0 (padding), or nil for no padding mask.

@@ -197,9 +197,9 @@ public struct PaellaVQModel: @unchecked Sendable {
     }
 
     /// The model over `weights` (PyTorch layout, names from `parameters(config)`).
-    public init(config c: PaellaVQModelConfig, weights: [String: Tensor]) throws {
+    public init(config c: PaellaVQModelConfig, weights: consuming [String: Tensor]) throws {
         try c.validate()
-        let w = Weights(tensors: weights)
+        let w = Weights(tensors: consume weights)
         config = c
         in_block = w.conv("in_block.1")
         let encoder = Self.encoderLayout(c)

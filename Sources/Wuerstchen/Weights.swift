@@ -6,21 +6,37 @@ import Tensor
 /// `WeightLoader` has already checked that exactly the declared tensors are present with the
 /// declared shapes, so a lookup here cannot miss unless a module's `parameters` and its
 /// initialiser disagree, which is a programming error.
-struct Weights {
-    let tensors: [String: Tensor]
+///
+/// A module that converts a tensor into its own layout (stacked q/k/v, folded mappers) `take`s it,
+/// which drops the bag's reference: the raw tensor is freed as soon as the converted one exists
+/// instead of at the end of loading, which keeps the load's peak memory near the model's size.
+final class Weights {
+    private var tensors: [String: Tensor]
 
-    /// The tensor `name`.
+    /// The bag; pass the loader's dictionary with `consume` (or as a temporary) so that `take` frees.
+    init(tensors: consuming [String: Tensor]) { self.tensors = tensors }
+
+    /// The tensor `name` (the bag keeps it).
     subscript(_ name: String) -> Tensor {
-        guard let t = tensors[name] else { preconditionFailure("parameter '\(name)' was not declared") }
+        guard let t = tensors[name] else { preconditionFailure("parameter '\(name)' was not declared or already taken") }
+        return t
+    }
+
+    /// The tensor `name`, removed from the bag.
+    func take(_ name: String) -> Tensor {
+        guard let t = tensors.removeValue(forKey: name) else { preconditionFailure("parameter '\(name)' was not declared or already taken") }
         return t
     }
 
     /// `nn.Linear` at `prefix` (`prefix.weight`, `prefix.bias`).
     func linear(_ prefix: String) -> Linear { Linear(weight: self[prefix + ".weight"], bias: self[prefix + ".bias"]) }
 
-    /// `nn.Conv2d` at `prefix`.
+    /// `nn.Linear` at `prefix`, removed from the bag (for layers that convert it).
+    func takeLinear(_ prefix: String) -> Linear { Linear(weight: take(prefix + ".weight"), bias: take(prefix + ".bias")) }
+
+    /// `nn.Conv2d` at `prefix` (the layer keeps its kernel permuted, so the raw one is taken).
     func conv(_ prefix: String, stride: Int = 1, padding: Int = 0) -> Conv2d {
-        Conv2d(weight: self[prefix + ".weight"], bias: self[prefix + ".bias"], stride: stride, padding: padding)
+        Conv2d(weight: take(prefix + ".weight"), bias: self[prefix + ".bias"], stride: stride, padding: padding)
     }
 }
 

@@ -62,7 +62,7 @@ struct ResBlock {
     }
 
     init(_ w: Weights, _ prefix: String) {
-        depthwise = DepthwiseConv2d(weight: w[prefix + ".depthwise.weight"], bias: w[prefix + ".depthwise.bias"], paddingMode: .zeros)
+        depthwise = DepthwiseConv2d(weight: w.take(prefix + ".depthwise.weight"), bias: w[prefix + ".depthwise.bias"], paddingMode: .zeros)
         channelwise0 = w.linear(prefix + ".channelwise.0")
         channelwise2 = GlobalResponseNorm(gamma: w[prefix + ".channelwise.2.gamma"], beta: w[prefix + ".channelwise.2.beta"])
         channelwise4 = w.linear(prefix + ".channelwise.4")
@@ -95,9 +95,10 @@ struct AttnBlock {
 
     init(_ w: Weights, _ prefix: String, heads: Int) {
         kvMapper = w.linear(prefix + ".kv_mapper.1")
+        // q, k and v are stacked into one [3c, c] projection: the separate ones are taken and freed.
         attention = MultiheadAttention(
-            query: w.linear(prefix + ".attention.to_q"), key: w.linear(prefix + ".attention.to_k"),
-            value: w.linear(prefix + ".attention.to_v"), out: w.linear(prefix + ".attention.to_out.0"), heads: heads)
+            query: w.takeLinear(prefix + ".attention.to_q"), key: w.takeLinear(prefix + ".attention.to_k"),
+            value: w.takeLinear(prefix + ".attention.to_v"), out: w.linear(prefix + ".attention.to_out.0"), heads: heads)
     }
 
     /// `kv_mapper(cond)`, computed once per forward for every block that shares `cond`.

@@ -242,9 +242,9 @@ public struct WuerstchenDiffNeXt: @unchecked Sendable {
     }
 
     /// The model over `weights` (PyTorch layout, names from `parameters(config)`).
-    public init(config c: WuerstchenDiffNeXtConfig, weights: [String: Tensor]) throws {
+    public init(config c: WuerstchenDiffNeXtConfig, weights: consuming [String: Tensor]) throws {
         try c.validate()
-        let w = Weights(tensors: weights)
+        let w = Weights(tensors: consume weights)
         let n = c.levels
         config = c
         clip_mapper = w.linear("clip_mapper")
@@ -291,7 +291,7 @@ public struct WuerstchenDiffNeXt: @unchecked Sendable {
                 }
             }
             let upscaler = i > 0
-                ? ConvTranspose2d(weight: w[p + "\(k).1.weight"], bias: w[p + "\(k).1.bias"], stride: 2) : nil
+                ? ConvTranspose2d(weight: w.take(p + "\(k).1.weight"), bias: w[p + "\(k).1.bias"], stride: 2) : nil
             up.append(DiffNeXtLevel(downscaler: nil, blocks: blocks, upscaler: upscaler, injectsEffnet: c.injectEffnet[i]))
         }
         down_blocks = down
@@ -460,11 +460,12 @@ private struct ResBlockStageB {
     /// `skipChannels`: channels of the level output this block takes (0 or c); `effnetMapper`: the
     /// level's `effnet_mappers.k` (`[c_cond, effnet_embd, 1, 1]`, `[c_cond]`) when the level injects.
     init(_ w: Weights, _ prefix: String, c: Int, skipChannels: Int, effnetMapper: (weight: Tensor, bias: Tensor)?) {
-        depthwise = DepthwiseConv2d(weight: w[prefix + ".depthwise.weight"], bias: w[prefix + ".depthwise.bias"], paddingMode: .zeros)
+        depthwise = DepthwiseConv2d(weight: w.take(prefix + ".depthwise.weight"), bias: w[prefix + ".depthwise.bias"], paddingMode: .zeros)
         channelwise2 = GlobalResponseNorm(gamma: w[prefix + ".channelwise.2.gamma"], beta: w[prefix + ".channelwise.2.beta"])
         channelwise4 = w.linear(prefix + ".channelwise.4")
         self.skipChannels = skipChannels
-        let linear = w.linear(prefix + ".channelwise.0")
+        // Taken: with an effnet mapper it is replaced by the folded weight below.
+        let linear = w.takeLinear(prefix + ".channelwise.0")
         guard let mapper = effnetMapper else {
             channelwise0 = linear
             effnetChannels = 0

@@ -136,9 +136,9 @@ public struct WuerstchenPrior: @unchecked Sendable {
     }
 
     /// The model over `weights` (PyTorch layout, names from `parameters(config)`).
-    public init(config cfg: WuerstchenPriorConfig, weights: [String: Tensor]) throws {
+    public init(config cfg: WuerstchenPriorConfig, weights: consuming [String: Tensor]) throws {
         if let problem = cfg.problem { throw WuerstchenPriorError(description: "WuerstchenPrior config: \(problem)") }
-        let w = Weights(tensors: weights)
+        let w = Weights(tensors: consume weights)
         config = cfg
         projection = w.conv("projection")
         cond_mapper_0 = w.linear("cond_mapper.0")
@@ -157,8 +157,7 @@ public struct WuerstchenPrior: @unchecked Sendable {
         if let problem = cfg.problem {
             throw WuerstchenPriorError(description: "\(folder.appendingPathComponent("config.json").path): \(problem)")
         }
-        let weights = try ModelFolder.locateWeights(in: folder, variant: variant).load(Self.parameters(cfg))
-        try self.init(config: cfg, weights: weights)
+        try self.init(config: cfg, weights: ModelFolder.locateWeights(in: folder, variant: variant).load(Self.parameters(cfg)))
     }
 
     /// `cond_mapper(clip)` and every AttnBlock's `kv_mapper` of it (`SiLU` shared, then one GEMM per block).
