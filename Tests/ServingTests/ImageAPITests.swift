@@ -81,7 +81,7 @@ import Wuerstchen
         try withServer { s in
             let client = try RawClient(port: s.port)
             client.send("POST", "/v1/images", headers: [("Accept", "text/event-stream"), ("X-Request-Id", "sse-1")],
-                        body: smallRequest().replacingOccurrences(of: #""decoder_steps": 2"#, with: #""decoder_steps": 8"#))
+                        body: smallRequest().replacingOccurrences(of: #""decoder_steps": 2"#, with: #""decoder_steps": 60"#))
             let (status, headers) = try client.readHead()
             #expect(status == 200)
             #expect(headers["Content-Type"] == "text/event-stream")
@@ -107,7 +107,7 @@ import Wuerstchen
             }
             #expect(sawRunning, "the first progress event must arrive while the generation is still running")
             #expect(names.first == "queued")
-            #expect(names.filter { $0 == "progress" }.count == 10)
+            #expect(names.filter { $0 == "progress" }.count == 62)
             #expect(names.suffix(2) == ["image", "done"], "\(names)")
             let lastProgress = try #require(names.lastIndex(of: "progress")), image = try #require(names.firstIndex(of: "image"))
             #expect(lastProgress < image)
@@ -301,7 +301,7 @@ import Wuerstchen
     /// request whose client leaves is dropped from the queue.
     @Test func fullQueueAnswers429() throws {
         try withServer({ $0.maxQueue = 1 }) { s in
-            let long = #"{"prompt": "x", "width": 128, "height": 128, "prior_steps": 200, "decoder_steps": 200}"#
+            let long = #"{"prompt": "x", "width": 512, "height": 512, "prior_steps": 200, "decoder_steps": 200}"#
             let a = try RawClient(port: s.port)
             a.send("POST", "/v1/images", headers: [("Accept", "text/event-stream"), ("X-Request-Id", "q-a")], body: long)
             #expect(try a.readHead().0 == 200)
@@ -332,7 +332,7 @@ import Wuerstchen
         try withServer { s in
             let client = try RawClient(port: s.port)
             client.send("POST", "/v1/images", headers: [("X-Request-Id", "gone-1")],
-                        body: #"{"prompt": "x", "width": 128, "height": 128, "prior_steps": 200, "decoder_steps": 200}"#)
+                        body: #"{"prompt": "x", "width": 512, "height": 512, "prior_steps": 200, "decoder_steps": 200}"#)
             #expect(eventually { (s.service?.summary(of: "gone-1")?.stepsRun ?? 0) >= 2 }, "the job must start")
             client.disconnect()
             #expect(eventually { s.service?.summary(of: "gone-1")?.status == .cancelled })

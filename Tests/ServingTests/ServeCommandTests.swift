@@ -80,7 +80,7 @@ import Glibc
         defer { if served.process.isRunning { served.process.terminate() } }
         let client = try RawClient(port: served.port)
         client.send("POST", "/v1/images", headers: [("Accept", "text/event-stream")],
-                    body: #"{"prompt": "x", "width": 128, "height": 128, "prior_steps": 10, "decoder_steps": 10, "seed": 1}"#)
+                    body: #"{"prompt": "x", "width": 256, "height": 256, "prior_steps": 20, "decoder_steps": 20, "seed": 1}"#)
         #expect(try client.readHead().0 == 200)
         var events = EventReader(client: client)
         while let (event, _) = try events.next(), event != "progress" {}
