@@ -129,11 +129,18 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--binary", default=".build/release/wuerstchen")
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--haswell", action="store_true",
+                    help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for our run (by default both are unset so OpenBLAS "
+                         "picks its kernels for this CPU; the table's first line says which ran)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    env = dict(os.environ)
+    if not args.haswell:
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
     ours_run = subprocess.run([args.binary, "bench", "ops", "--json", "--threads", str(args.threads),
-                               "--repeats", str(args.repeats)], check=True, capture_output=True, text=True)
+                               "--repeats", str(args.repeats)], check=True, capture_output=True, text=True, env=env)
     ours = json.loads(ours_run.stdout)
     ours_by_name = {c["name"]: c for c in ours["cases"]}
 

@@ -187,24 +187,10 @@ public final class TorchGenerator {
     }
 
     /// `c + a * b` rounded once, where GCC contracts `_mm256_add_ps(_mm256_mul_ps(a, b), c)` into `vfmadd`.
-    ///
-    /// The package is compiled for baseline x86-64, where `addingProduct` becomes one `fmaf` call per lane, so
-    /// this goes through double: `a * b` is exact there (24 + 24 significant bits), and `a * b + c` rounded to
-    /// double then to float is the correctly rounded float unless the double lies exactly halfway between two
-    /// floats (or the result is below the normal range); those rare vectors take `addingProduct`.
+    /// Release builds target x86-64-v3 (Package.swift), where this is one `vfmadd` instruction; elsewhere
+    /// it is a correctly rounded `fmaf` per lane: the same values, only slower.
     @inline(__always)
-    private static func fma(_ a: V, _ b: V, _ c: V) -> V {
-        var s = SIMD8<Double>()
-        for k in 0..<8 { s[k] = Double(a[k]) * Double(b[k]) + Double(c[k]) }
-        var r = V()
-        for k in 0..<8 { r[k] = Float(s[k]) }
-        // Comparisons are vector against vector: the stdlib's vector-against-scalar integer forms do not vectorise.
-        let words = unsafeBitCast(s, to: SIMD16<Int32>.self)  // low word of each double first
-        let halfway = (words.evenHalf & VI(repeating: 0x1FFF_FFFF)) .== VI(repeating: 0x1000_0000)
-        let tiny = (unsafeBitCast(r, to: VI.self) & VI(repeating: 0x7FFF_FFFF)) .< VI(repeating: 0x0080_0000)
-        if any(halfway) || any(tiny) { return c.addingProduct(a, b) }
-        return r
-    }
+    private static func fma(_ a: V, _ b: V, _ c: V) -> V { c.addingProduct(a, b) }
 
     /// `_mm256_cvttps_epi32`. The element loop compiles to `cvttps2dq`; `SIMD8<Int32>(_:rounding:)` would not.
     @inline(__always)

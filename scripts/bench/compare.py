@@ -30,8 +30,21 @@ def diffusers_run(prior, decoder, size, threads, dtype_name):
     kw = dict(torch_dtype=dtype)
     if any(f.endswith(".fp16.safetensors") for f in os.listdir(os.path.join(prior, "prior"))):
         kw["variant"] = "fp16"
-    prior_pipe = WuerstchenPriorPipeline.from_pretrained(prior, **kw)
-    decoder_pipe = WuerstchenDecoderPipeline.from_pretrained(decoder, **kw)
+    # The published model_index.json files name the library "wuerstchen", which diffusers 0.42 refuses
+    # to resolve: load the components one by one and hand them to the pipelines.
+    from diffusers import DDPMWuerstchenScheduler
+    from diffusers.pipelines.deprecated.wuerstchen import PaellaVQModel, WuerstchenDiffNeXt, WuerstchenPrior
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    def common(folder):
+        return dict(tokenizer=CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer")),
+                    text_encoder=CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), **kw),
+                    scheduler=DDPMWuerstchenScheduler.from_pretrained(os.path.join(folder, "scheduler")))
+
+    prior_pipe = WuerstchenPriorPipeline(prior=WuerstchenPrior.from_pretrained(os.path.join(prior, "prior"), **kw), **common(prior))
+    decoder_pipe = WuerstchenDecoderPipeline(decoder=WuerstchenDiffNeXt.from_pretrained(os.path.join(decoder, "decoder"), **kw),
+                                             vqgan=PaellaVQModel.from_pretrained(os.path.join(decoder, "vqgan"), **kw),
+                                             **common(decoder))
     load = time.perf_counter() - t0
 
     timings = {"text": [], "vq": 0.0}
@@ -101,6 +114,9 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--dtypes", nargs="+", default=["float32"])
     ap.add_argument("--binary", default=".build/release/wuerstchen")
+    ap.add_argument("--haswell", action="store_true",
+                    help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE from the environment (by default they are unset for "
+                         "our run, so OpenBLAS picks its kernels for this CPU; the JSON says which ran)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -109,9 +125,13 @@ def main():
         return
     rows = []
     for size in args.sizes:
+        env = dict(os.environ)
+        if not args.haswell:
+            env.pop("OPENBLAS_CORETYPE", None)
+            env.pop("OPENBLAS_L2_SIZE", None)
         out = subprocess.run([args.binary, "bench", "--prior", args.prior, "--decoder", args.decoder, "--width", str(size),
                               "--height", str(size), "--threads", str(args.threads), "--json"],
-                             check=True, capture_output=True, text=True).stdout
+                             check=True, capture_output=True, text=True, env=env).stdout
         ours = json.loads(out.strip().splitlines()[-1])
         print(json.dumps(ours), flush=True)
         rows.append(ours)
@@ -122,10 +142,10 @@ def main():
             print(json.dumps(theirs), flush=True)
             rows.append(theirs)
     print()
-    print("| engine | px | load s | text (prior) s | prior step s | decoder step s | VQ decode s | total s | peak RSS GB |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| engine | BLAS kernels | px | load s | text (prior) s | prior step s | decoder step s | VQ decode s | total s | peak RSS GB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['engine']} | {r['width']} | {r['load_s']:.1f} | {r['prior_text_s']:.2f} | {r['prior_step_s']:.2f} | "
+        print(f"| {r['engine']} | {r.get('blas_core', 'torch')} | {r['width']} | {r['load_s']:.1f} | {r['prior_text_s']:.2f} | {r['prior_step_s']:.2f} | "
               f"{r['decoder_step_s']:.2f} | {r['vqgan_s']:.2f} | {r['total_s']:.1f} | {r['peak_rss_gb']:.2f} |")
 
 
