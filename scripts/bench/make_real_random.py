@@ -58,7 +58,7 @@ def main():
     DDPMWuerstchenScheduler().save_pretrained(os.path.join(prior, "scheduler"))
     tokenizer(os.path.join(prior, "tokenizer"))
     json.dump({"_class_name": "WuerstchenPriorPipeline", "_diffusers_version": "0.42.1", "latent_mean": 42.0,
-               "latent_std": 1.0, "resolution_multiple": 42.67, "prior": ["diffusers", "WuerstchenPrior"],
+               "latent_std": 1.0, "resolution_multiple": 42.67, "prior": ["wuerstchen", "WuerstchenPrior"],
                "scheduler": ["diffusers", "DDPMWuerstchenScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
                "tokenizer": ["transformers", "CLIPTokenizer"]}, open(os.path.join(prior, "model_index.json"), "w"), indent=2)
 
@@ -73,9 +73,9 @@ def main():
     DDPMWuerstchenScheduler().save_pretrained(os.path.join(decoder, "scheduler"))
     tokenizer(os.path.join(decoder, "tokenizer"))
     json.dump({"_class_name": "WuerstchenDecoderPipeline", "_diffusers_version": "0.42.1", "latent_dim_scale": 10.67,
-               "decoder": ["diffusers", "WuerstchenDiffNeXt"], "scheduler": ["diffusers", "DDPMWuerstchenScheduler"],
+               "decoder": ["wuerstchen", "WuerstchenDiffNeXt"], "scheduler": ["diffusers", "DDPMWuerstchenScheduler"],
                "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-               "vqgan": ["diffusers", "PaellaVQModel"]}, open(os.path.join(decoder, "model_index.json"), "w"), indent=2)
+               "vqgan": ["wuerstchen", "PaellaVQModel"]}, open(os.path.join(decoder, "model_index.json"), "w"), indent=2)
     print("wrote", prior, "and", decoder)
 
 
