@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One command from a fresh clone to a running program: installs the system packages, builds in
-# release and runs `wuerstchen` with the given arguments (default: one image from the embedded demo
-# model into out.png; the HTTP service arrives with `wuerstchen serve`).
+# One command from a fresh clone to a running service: installs the system packages, builds in
+# release and runs `wuerstchen serve` (Config/server.json; the embedded demo model unless prior and
+# decoder folders are configured). Arguments are passed to `wuerstchen` instead, e.g.
+# `scripts/run.sh generate --prompt "a cat" --output cat.png`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,4 +10,4 @@ swift build -c release --product wuerstchen
 if (($#)); then
     exec .build/release/wuerstchen "$@"
 fi
-exec .build/release/wuerstchen generate --prompt "a photo of a cat" --width 512 --height 512 --output out.png
+exec .build/release/wuerstchen serve --config Config/server.json
