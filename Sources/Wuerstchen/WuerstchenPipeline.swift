@@ -64,7 +64,7 @@ public final class WuerstchenPipeline: @unchecked Sendable {
         // Stage C for all requests, then Stages B and A for those still wanted.
         var embeddings: [Int: (PriorJob, Tensor)] = [:]
         let priorJobs = try requests.enumerated().map { i, r in (i, try prior.start(r, generator: TorchGenerator(seed: r.seed))) }
-        try run(priorJobs, .prior, step: prior.step, progress: progress, results: &results) { i, job in
+        run(priorJobs, .prior, step: prior.step, progress: progress, results: &results) { i, job in
             embeddings[i] = (job, prior.imageEmbeddings(job))
             return nil
         }
