@@ -85,6 +85,50 @@ import Tensor
         expectClose(pixelShuffle(t.x, factor: factor), t.y, tolerance: 0, "pixelShuffle \(name)")
     }
 
+    /// The 3x3 fast path's edge cases (images narrower than its 4-pixel blocks, one or two rows, widths
+    /// whose last block overlaps the one before, a channel tail past the 8-channel slices) against a
+    /// direct float64 loop over the same taps.
+    @Test(arguments: [PaddingMode.zeros, .replicate])
+    func depthwise3x3Edges(mode: PaddingMode) {
+        var worst: Float = 0
+        for (h, w) in [(1, 1), (1, 2), (2, 3), (3, 4), (2, 5), (4, 6), (3, 7), (5, 9), (1, 12)] {
+            for (c, withBias) in [(8, true), (16, false), (21, true)] {
+                var g = SplitMix(seed: UInt64(h * 1000 + w * 10 + c))
+                func random(_ shape: [Int]) -> Tensor {
+                    let t = Tensor(uninitialized: shape)
+                    for i in 0..<t.count { t[flat: i] = g.nextFloat() }
+                    return t
+                }
+                let x = random([2, h, w, c]), weight = random([c, 1, 3, 3]), bias = withBias ? random([c]) : nil
+                let y = DepthwiseConv2d(weight: weight, bias: bias, paddingMode: mode)(x)
+                let expected = Tensor(uninitialized: [2, h, w, c])
+                for bi in 0..<2 {
+                    for oy in 0..<h {
+                        for ox in 0..<w {
+                            for ch in 0..<c {
+                                var acc = Double(bias?.data[ch] ?? 0)
+                                for i in 0..<3 {
+                                    for j in 0..<3 {
+                                        var iy = oy + i - 1, ix = ox + j - 1
+                                        if mode == .zeros && (iy < 0 || iy >= h || ix < 0 || ix >= w) { continue }
+                                        iy = min(max(iy, 0), h - 1)
+                                        ix = min(max(ix, 0), w - 1)
+                                        acc += Double(weight.data[ch * 9 + i * 3 + j]) * Double(x.data[((bi * h + iy) * w + ix) * c + ch])
+                                    }
+                                }
+                                expected.data[((bi * h + oy) * w + ox) * c + ch] = Float(acc)
+                            }
+                        }
+                    }
+                }
+                let err = relativeError(y, expected)
+                #expect(err <= Self.elementwiseTolerance, "DepthwiseConv2d 3x3 \(mode) [2,\(h),\(w),\(c)] bias \(withBias): error \(err)")
+                worst = max(worst, err)
+            }
+        }
+        print("DepthwiseConv2d 3x3 \(mode) edge shapes vs float64: max relative error \(worst) (tolerance \(Self.elementwiseTolerance))")
+    }
+
     /// Pure permutations: exact, and the inverse of `pixelShuffle`.
     @Test(arguments: [("unshuffle2", 2), ("unshuffle3", 3)])
     func unshuffle(name: String, factor: Int) throws {
