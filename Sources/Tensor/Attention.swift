@@ -1,3 +1,4 @@
+import CBLAS
 import Foundation
 
 // Multi-head scaled dot-product attention, and torch.nn.MultiheadAttention on top of it.
@@ -8,7 +9,8 @@ import Foundation
 // (lda = H*D), with no transposed copies. The softmax is fused (mask add + max, then exp + sum)
 // and its normalisation is folded into the output rows after the second GEMM. Queries are
 // processed in blocks so that the score matrix of a long sequence (4096 queries x 4173 keys at
-// 1024 px) never exists whole.
+// 1024 px) never exists whole; the (batch, head, query block) units run in parallel, one
+// single-threaded OpenBLAS call sequence per worker (see `AttentionKernel`).
 // https://github.com/pytorch/pytorch/blob/main/torch/nn/functional.py (multi_head_attention_forward)
 
 /// Multi-head attention `softmax(Q K^T * scale + mask) V`, heads side by side along the last
@@ -193,11 +195,22 @@ struct AttentionMask {
 }
 
 /// The blocked attention loop shared by the free function and the layer.
+///
+/// The work is cut into units of (batch, head, block of queries) and the units are spread over
+/// the op pool's workers, each running OpenBLAS single-threaded on its own units (GEMM, softmax,
+/// GEMM). At the model's shapes one head's GEMMs are too small for OpenBLAS's own threading (two
+/// threads barely beat one at 576 x 653 x 64), while independent units scale with the cores and keep
+/// the softmax on the thread that owns the scores in its cache. OpenBLAS's thread count is process
+/// state, so it is set to 1 for the duration and restored; the pthreads build (Debian's
+/// libopenblas0-pthread) takes concurrent calls from several threads.
 enum AttentionKernel {
-    /// Score-block budget in floats (4 MB): queries per block = budget / keys.
-    static let scoreBudget = 1 << 20
+    /// Queries per block at most: a 256 x Lk score block per worker (670 KB at Lk = 653, in L2).
+    static let maxBlockRows = 256
+    /// Score-block budget per worker in floats (16 MB): fewer queries per block for very long keys.
+    static let scoreBudget = 1 << 22
 
     /// out rows (same layout as q, row stride `outRowStride`) = softmax(scale * Q_h K_h^T + mask) V_h per head.
+    /// `maxBlock` caps the queries per block (tests force small blocks).
     static func run(
         q: StridedRows, k: StridedRows, v: StridedRows, out: UnsafeMutablePointer<Float>, outRowStride: Int,
         batch: Int, queries lq: Int, keys lk: Int, heads: Int, headDim d: Int, mask: AttentionMask?, scale: Float,
@@ -205,65 +218,77 @@ enum AttentionKernel {
     ) {
         if batch == 0 || lq == 0 { return }
         precondition(lk > 0, "attention needs at least one key")
-        // Equal blocks of at most scoreBudget / lk queries (at least 16).
-        let maxBlock = maxBlock ?? max(16, scoreBudget / lk)
+        // Equal blocks of at most maxBlock queries.
+        let maxBlock = maxBlock ?? max(16, min(maxBlockRows, scoreBudget / lk))
         let blocks = (lq + maxBlock - 1) / maxBlock
         let block = (lq + blocks - 1) / blocks
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * lk)
-        let rowScale = UnsafeMutablePointer<Float>.allocate(capacity: block)
-        defer {
-            scores.deallocate()
-            rowScale.deallocate()
-        }
+        let units = batch * heads * blocks
         let pool = Compute.pool
-        for bi in 0..<batch {
-            for h in 0..<heads {
-                let kh = k.base + bi * lk * k.rowStride + h * d
-                let vh = v.base + bi * lk * v.rowStride + h * d
-                var i0 = 0
-                while i0 < lq {
-                    let m = min(block, lq - i0)
-                    // scores[m, lk] = scale * Q[i0..<i0+m] K^T
-                    GEMM.sgemm(
-                        transB: true, m: m, n: lk, k: d, alpha: scale,
-                        a: q.base + (bi * lq + i0) * q.rowStride + h * d, lda: q.rowStride,
-                        b: kh, ldb: k.rowStride, c: scores, ldc: lk)
-                    pool.parallelFor(m, grain: 8) { rows in
-                        for r in rows {
-                            let maskRow = mask?.row(batch: bi, query: i0 + r)
-                            rowScale[r] = 1 / softmaxRowUnnormalised(scores + r * lk, count: lk, mask: maskRow)
-                        }
-                    }
-                    // out[i0..<i0+m, head h] = exp-scores V, then each row divided by its sum.
-                    let o = out + (bi * lq + i0) * outRowStride + h * d
-                    GEMM.sgemm(m: m, n: d, k: lk, a: scores, lda: lk, b: vh, ldb: v.rowStride, c: o, ldc: outRowStride)
-                    for r in 0..<m {
-                        let row = o + r * outRowStride
-                        let s = rowScale[r]
-                        for j in 0..<d { row[j] *= s }
-                    }
-                    i0 += m
-                }
+        let workers = min(pool.threadCount, units)
+        // Per worker: the score block, then one reciprocal row sum per query.
+        let perWorker = block * lk + block
+        let scratch = Tensor(uninitialized: [workers * perWorker])
+
+        // One unit: queries i0..<i0+m of head h in batch bi, with the worker's scratch.
+        func unit(_ u: Int, _ buffer: UnsafeMutablePointer<Float>) {
+            let scores = buffer, rowScale = buffer + block * lk
+            let bh = u / blocks, bi = bh / heads, h = bh % heads
+            let i0 = (u % blocks) * block, m = min(block, lq - i0)
+            // scores[m, lk] = scale * Q[i0..<i0+m] K^T
+            GEMM.sgemm(
+                transB: true, m: m, n: lk, k: d, alpha: scale,
+                a: q.base + (bi * lq + i0) * q.rowStride + h * d, lda: q.rowStride,
+                b: k.base + bi * lk * k.rowStride + h * d, ldb: k.rowStride, c: scores, ldc: lk)
+            for r in 0..<m {
+                let maskRow = mask?.row(batch: bi, query: i0 + r)
+                rowScale[r] = 1 / softmaxRowUnnormalised(scores + r * lk, count: lk, mask: maskRow)
+            }
+            // out[i0..<i0+m, head h] = exp-scores V, then each row divided by its sum.
+            let o = out + (bi * lq + i0) * outRowStride + h * d
+            GEMM.sgemm(
+                m: m, n: d, k: lk, a: scores, lda: lk, b: v.base + bi * lk * v.rowStride + h * d, ldb: v.rowStride,
+                c: o, ldc: outRowStride)
+            for r in 0..<m {
+                let row = o + r * outRowStride
+                let s = rowScale[r]
+                for j in 0..<d { row[j] *= s }
+            }
+        }
+
+        if workers <= 1 {
+            // One worker: the units in order, OpenBLAS with whatever threads it has.
+            for u in 0..<units { unit(u, scratch.data) }
+            return
+        }
+        let blasThreads = openblas_get_num_threads()
+        if blasThreads != 1 { openblas_set_num_threads(1) }
+        defer { if blasThreads != 1 { openblas_set_num_threads(blasThreads) } }
+        let next = UnitCounter()
+        pool.parallelFor(workers) { range in
+            for w in range {
+                while let u = next.take(below: units) { unit(u, scratch.data + w * perWorker) }
             }
         }
     }
 
     /// In place: x[j] = exp(x[j] + mask[j] - max), returning the sum (the caller divides by it).
+    /// Two vectors per step in the unmasked passes, for independent dependency chains.
     /// (Selects instead of `pointwiseMax`, which the compiler scalarises.)
     @inline(__always)
     static func softmaxRowUnnormalised(_ x: UnsafeMutablePointer<Float>, count n: Int, mask: UnsafePointer<Float>?) -> Float {
-        let w = 16
+        typealias V = SIMD8<Float>
+        let w = 8
         let full = n - n % w
         // Pass 1: add the mask, find the max.
-        var vmax = SIMD16<Float>(repeating: -.infinity)
+        var max0 = V(repeating: -.infinity), max1 = max0
         var smax = -Float.infinity
+        var j = 0
         if let mask {
-            var j = 0
             while j < full {
                 let p = UnsafeMutableRawPointer(x + j)
-                let s = p.loadUnaligned(as: SIMD16<Float>.self) + UnsafeRawPointer(mask + j).loadUnaligned(as: SIMD16<Float>.self)
-                p.storeBytes(of: s, as: SIMD16<Float>.self)
-                vmax.replace(with: s, where: s .> vmax)
+                let s = p.loadUnaligned(as: V.self) + UnsafeRawPointer(mask + j).loadUnaligned(as: V.self)
+                p.storeBytes(of: s, as: V.self)
+                max0.replace(with: s, where: s .> max0)
                 j += w
             }
             for t in full..<n {
@@ -271,57 +296,87 @@ enum AttentionKernel {
                 smax = max(smax, x[t])
             }
         } else {
-            var j = 0
-            while j < full {
-                let s = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
-                vmax.replace(with: s, where: s .> vmax)
-                j += w
+            while j + 2 * w <= full {
+                let p = UnsafeRawPointer(x + j)
+                let s0 = p.loadUnaligned(as: V.self), s1 = p.loadUnaligned(fromByteOffset: 32, as: V.self)
+                max0.replace(with: s0, where: s0 .> max0)
+                max1.replace(with: s1, where: s1 .> max1)
+                j += 2 * w
+            }
+            if j < full {
+                let s0 = UnsafeRawPointer(x + j).loadUnaligned(as: V.self)
+                max0.replace(with: s0, where: s0 .> max0)
             }
             for t in full..<n { smax = max(smax, x[t]) }
         }
-        let mx = SIMD16<Float>(repeating: max(vmax.max(), smax))
+        max0.replace(with: max1, where: max1 .> max0)
+        let mx = V(repeating: max(max0.max(), smax))
         // Pass 2: exponentials and their sum.
-        var vsum = SIMD16<Float>()
-        var j = 0
-        while j < full {
+        var sum0 = V(), sum1 = V()
+        j = 0
+        while j + 2 * w <= full {
             let p = UnsafeMutableRawPointer(x + j)
-            let e = expNonPositive(p.loadUnaligned(as: SIMD16<Float>.self) - mx)
-            p.storeBytes(of: e, as: SIMD16<Float>.self)
-            vsum += e
-            j += w
+            let e0 = expNonPositive(p.loadUnaligned(as: V.self) - mx)
+            let e1 = expNonPositive(p.loadUnaligned(fromByteOffset: 32, as: V.self) - mx)
+            p.storeBytes(of: e0, as: V.self)
+            p.storeBytes(of: e1, toByteOffset: 32, as: V.self)
+            sum0 += e0
+            sum1 += e1
+            j += 2 * w
+        }
+        if j < full {
+            let p = UnsafeMutableRawPointer(x + j)
+            let e0 = expNonPositive(p.loadUnaligned(as: V.self) - mx)
+            p.storeBytes(of: e0, as: V.self)
+            sum0 += e0
         }
         if full < n {
-            var tail = SIMD16<Float>(repeating: -.infinity)
+            var tail = V(repeating: -.infinity)
             for t in full..<n { tail[t - full] = x[t] - mx[0] }
             let e = expNonPositive(tail)
             for t in full..<n { x[t] = e[t - full] }
-            vsum += e
+            sum1 += e
         }
-        return vsum.sum()
+        return (sum0 + sum1).sum()
     }
 
     /// exp(x) for x <= 0 (scores minus their row max), about 1 ulp: Cephes' expf polynomial on
-    /// x - n ln 2 with n = round(x / ln 2); below -87.3 (and -inf) the result is 0.
+    /// x - n ln 2 with n = round(x / ln 2), in fused multiply-adds; below -87.3 (and -inf) the result is 0.
     @inline(__always)
-    static func expNonPositive(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        let lowest = SIMD16<Float>(repeating: -87.33654)
+    static func expNonPositive(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        typealias V = SIMD8<Float>
+        let lowest = V(repeating: -87.33654)
         let below = x .< lowest
         let xc = x.replacing(with: lowest, where: below)
         // Adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits.
-        let magic = SIMD16<Float>(repeating: 12_582_912)
-        let t = xc * 1.442_695_04 + magic
+        let magic = V(repeating: 12_582_912)
+        let t = magic.addingProduct(xc, V(repeating: 1.442_695_04))
         let n = t - magic
-        var r = xc - n * 0.693_359_375
-        r = r - n * -2.121_944_4e-4
-        var p = SIMD16<Float>(repeating: 1.987_569_15e-4)
-        p = p * r + 1.398_199_950_7e-3
-        p = p * r + 8.333_451_907_3e-3
-        p = p * r + 4.166_579_589_4e-2
-        p = p * r + 1.666_666_545_9e-1
-        p = p * r + 5.000_000_120_1e-1
-        let y = p * (r * r) + r + 1
-        let exponent = (unsafeBitCast(t, to: SIMD16<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
-        let result = y * unsafeBitCast(exponent, to: SIMD16<Float>.self)
+        var r = xc.addingProduct(n, V(repeating: -0.693_359_375))
+        r = r.addingProduct(n, V(repeating: 2.121_944_4e-4))
+        var p = V(repeating: 1.398_199_950_7e-3).addingProduct(V(repeating: 1.987_569_15e-4), r)
+        p = V(repeating: 8.333_451_907_3e-3).addingProduct(p, r)
+        p = V(repeating: 4.166_579_589_4e-2).addingProduct(p, r)
+        p = V(repeating: 1.666_666_545_9e-1).addingProduct(p, r)
+        p = V(repeating: 5.000_000_120_1e-1).addingProduct(p, r)
+        let y = (r + 1).addingProduct(p, r * r)
+        let exponent = (unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+        let result = y * unsafeBitCast(exponent, to: V.self)
         return result.replacing(with: 0, where: below)
+    }
+}
+
+/// Hands out work-unit indices 0, 1, 2, ... to the attention workers, each once.
+private final class UnitCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+
+    /// The next unit below `limit`, or nil when all are taken.
+    func take(below limit: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < limit else { return nil }
+        next += 1
+        return next - 1
     }
 }
