@@ -3,13 +3,18 @@ import Foundation
 import Glibc
 #endif
 
-/// One client connection: a non-blocking socket (optionally TLS) driven by Dispatch read/write sources
-/// and one timer on a serial queue, performing the actions of an `HTTPConnectionStateMachine`.
+/// One client connection: a non-blocking socket (optionally TLS) driven by an `HTTPEventLoop` (reads),
+/// a Dispatch write source (while the socket is full) and one timer, all serialised on one queue,
+/// performing the actions of an `HTTPConnectionStateMachine`.
 ///
-/// Threads: everything but the output queue runs on `queue`. Response writers append to the output
-/// queue from handler threads (under `outputLock`) and schedule a flush on `queue`.
-/// Lifetime: the server's table holds the connection; source handlers hold it weakly; the descriptor is
-/// closed once, after both sources' cancel handlers ran (libdispatch's rule for closing a source's fd).
+/// Threads: everything but the output queue runs on `queue` (reads through `queue.sync` from the loop's
+/// thread). Response writers append to the output
+/// queue from handler threads (under `outputLock`) and schedule a flush on `queue`. Quick requests
+/// (`HTTPHandler.isQuick`) are handled inline on `queue`: their `finish()` is noted and acted on once
+/// the actions in progress are done (no queue hop, no reentrant state-machine call).
+/// Lifetime: the server's table and the event loop (until `closeNow`) hold the connection; source handlers
+/// hold it weakly; the descriptor is closed once, after it left the epoll set and the write source's cancel
+/// handler ran (libdispatch's rule for closing a source's fd).
 final class HTTPConnection: @unchecked Sendable {
     private enum CloseMode { case open, afterFlush, lingering }
 
@@ -23,7 +28,9 @@ final class HTTPConnection: @unchecked Sendable {
     private var tls: TLSSession?
     private let onClosed: @Sendable (HTTPConnection) -> Void
 
-    private var readSource: DispatchSourceRead?
+    /// Delivers readability on its thread (through `queue.sync`); `loopID` is 0 until registered.
+    private let loop = HTTPEventLoop.next()
+    private var loopID: UInt64 = 0
     private var writeSource: DispatchSourceWrite?
     private var timer: DispatchSourceTimer?
     private var readSuspended = true
@@ -39,6 +46,14 @@ final class HTTPConnection: @unchecked Sendable {
     private let readBuffer = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     /// The response in progress (weak: a writer released without `finish()` finishes itself in deinit).
     private weak var currentWriter: HTTPResponseWriter?
+    /// Nesting depth of `perform` (queue-confined).
+    private var performDepth = 0
+    /// An inline (quick) handler is running on `queue`.
+    private var handlingInline = false
+    /// `finish()` was called by an inline handler: its keep-alive, acted on when `perform` unwinds.
+    private var inlineFinish: Bool?
+    /// Marks `queue` so calls from an inline handler can tell they run on it.
+    private static let queueKey = DispatchSpecificKey<ObjectIdentifier>()
 
     // Output queue, shared with writers on other threads.
     private let outputLock = NSCondition()
@@ -61,23 +76,26 @@ final class HTTPConnection: @unchecked Sendable {
         handlerQueue = DispatchQueue(label: "http1.handler")
         machine = HTTPConnectionStateMachine(limits: limits, remoteAddress: remoteAddress, now: uptimeSeconds())
         if let tls { self.tls = TLSSession(context: tls, fd: fd) }
+        queue.setSpecific(key: Self.queueKey, value: ObjectIdentifier(self))
     }
 
     deinit { readBuffer.deallocate() }
 
+    /// True when the caller runs on this connection's queue (an inline handler).
+    private var isOnQueue: Bool {
+        DispatchQueue.getSpecific(key: Self.queueKey) == ObjectIdentifier(self)
+    }
+
     /// Creates the sources and starts reading.
     func start() {
         queue.async { [self] in
-            let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+            loopID = loop.register(self)
             let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
             let timer = DispatchSource.makeTimerSource(queue: queue)
-            read.setEventHandler { [weak self] in self?.handleReadable() }
             write.setEventHandler { [weak self] in self?.handleWritable() }
             timer.setEventHandler { [weak self] in self?.handleTimer() }
-            sourcesToCancel = 2
-            read.setCancelHandler { [self] in sourceCancelled() }
+            sourcesToCancel = 1
             write.setCancelHandler { [self] in sourceCancelled() }
-            readSource = read
             writeSource = write
             self.timer = timer
             timer.schedule(deadline: .distantFuture)
@@ -103,7 +121,8 @@ final class HTTPConnection: @unchecked Sendable {
             flushScheduled = true
             queue.async { [self] in flushOutput() }
         }
-        guard wait else { return }
+        // Never wait on `queue` (an inline handler): only `queue` itself can drain the output.
+        guard wait, !isOnQueue else { return }
         while queuedBytes > limits.writeHighWaterMark && !outputClosed {
             _ = outputLock.wait(until: Date(timeIntervalSinceNow: 1))
         }
@@ -126,6 +145,11 @@ final class HTTPConnection: @unchecked Sendable {
 
     /// The current response called `finish()`.
     func responseFinished(keepAlive: Bool) {
+        if isOnQueue && handlingInline {
+            // Finished by a quick handler still running inside `perform`: act once it unwinds.
+            inlineFinish = keepAlive
+            return
+        }
         queue.async { [self] in
             guard !closed else { return }
             flushOutput()
@@ -228,16 +252,25 @@ final class HTTPConnection: @unchecked Sendable {
         }
     }
 
+    /// The event loop saw the socket readable (on the loop's thread).
+    func readableFromLoop() {
+        queue.sync {
+            // An event may race with a pause: reading stays paused.
+            guard !readSuspended else { return }
+            handleReadable()
+        }
+    }
+
     private func pauseReading() {
-        guard !readSuspended, let readSource else { return }
+        guard !readSuspended, loopID != 0 else { return }
         readSuspended = true
-        readSource.suspend()
+        loop.watch(loopID, fd: fd, false)
     }
 
     private func resumeReading() {
-        guard readSuspended, let readSource, !closed else { return }
+        guard readSuspended, loopID != 0, !closed else { return }
         readSuspended = false
-        readSource.resume()
+        loop.watch(loopID, fd: fd, true)
         if tls != nil {
             // Bytes OpenSSL already decrypted raise no socket event.
             queue.async { [weak self] in self?.handleReadable() }
@@ -362,6 +395,24 @@ final class HTTPConnection: @unchecked Sendable {
     // MARK: - Actions
 
     private func perform(_ actions: [HTTPConnectionStateMachine.Action]) {
+        performDepth += 1
+        performActions(actions)
+        performDepth -= 1
+        // A quick response finished inline: flush it and move on (a pipelined quick request is handled
+        // by the next iteration, not by recursion).
+        while performDepth == 0, let keepAlive = inlineFinish {
+            inlineFinish = nil
+            guard !closed else { break }
+            flushOutput()
+            guard !closed else { break }
+            performDepth = 1
+            performActions(machine.responseFinished(keepAlive: keepAlive, now: uptimeSeconds()))
+            performDepth = 0
+        }
+        updateTimer()
+    }
+
+    private func performActions(_ actions: [HTTPConnectionStateMachine.Action]) {
         for action in actions {
             if closed { return }
             switch action {
@@ -370,10 +421,16 @@ final class HTTPConnection: @unchecked Sendable {
                 currentWriter = writer
                 if draining { writer.requestConnectionClose() }
                 let handler = self.handler
-                handlerQueue.async { handler.handle(request, writer) }
+                if handler.isQuick(request) {
+                    handlingInline = true
+                    handler.handle(request, writer)
+                    handlingInline = false
+                } else {
+                    handlerQueue.async { handler.handle(request, writer) }
+                }
             case .sendContinue(let head):
                 if let error = handler.checkExpectation(head) {
-                    perform(machine.expectationRejected(error))
+                    performActions(machine.expectationRejected(error))
                 } else {
                     enqueueLocal(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
                 }
@@ -397,7 +454,6 @@ final class HTTPConnection: @unchecked Sendable {
                 resumeReading()
             }
         }
-        updateTimer()
     }
 
     private func errorResponse(_ error: HTTPError) -> [UInt8] {
@@ -472,15 +528,19 @@ final class HTTPConnection: @unchecked Sendable {
         closeOutput()
         if closeMode != .lingering { tls?.shutdown() }
         timer?.cancel()
-        // Cancel both sources; each must be resumed for its cancel handler to run.
-        for (source, suspended) in [(readSource as DispatchSourceProtocol?, readSuspended), (writeSource, writeSuspended)] {
-            guard let source else { continue }
-            source.cancel()
-            if suspended { source.resume() }
+        // Stop watching (the descriptor stays open until the write source's cancel handler ran).
+        if loopID != 0 {
+            if !readSuspended { loop.watch(loopID, fd: fd, false) }
+            loop.deregister(loopID)
         }
-        readSuspended = false
+        readSuspended = true
+        // The write source must be resumed for its cancel handler to run.
+        if let writeSource {
+            writeSource.cancel()
+            if writeSuspended { writeSource.resume() }
+        }
         writeSuspended = false
-        if readSource == nil && writeSource == nil { finishClose() }
+        if writeSource == nil { finishClose() }
     }
 
     private func sourceCancelled() {
@@ -490,7 +550,6 @@ final class HTTPConnection: @unchecked Sendable {
 
     private func finishClose() {
         close(fd)
-        readSource = nil
         writeSource = nil
         timer = nil
         tls = nil

@@ -9,6 +9,8 @@
 /// - The request body has been read whole (at most `HTTPLimits.maxBodyBytes`).
 /// - Write the head, then body bytes, then call `finish()`, from any thread (one call at a time).
 ///   A writer released without `finish()` is finished for you (see `HTTPResponseWriter`).
+/// - Quick requests (`isQuick` true) are handled inline on the connection's I/O queue instead: no
+///   thread hand-off, the cheapest path for tiny answers such as health checks and metrics.
 public protocol HTTPHandler: Sendable {
     /// Answers `request` through `response`.
     func handle(_ request: HTTPRequest, _ response: HTTPResponseWriter)
@@ -18,9 +20,18 @@ public protocol HTTPHandler: Sendable {
     /// an error is answered instead (the body is never read and the connection closes), e.g. 401 or 415.
     /// The parser has already refused a Content-Length over `HTTPLimits.maxBodyBytes` with 413.
     func checkExpectation(_ head: HTTPRequestHead) -> HTTPError?
+
+    /// Called on the connection's queue for each complete request: true lets the server call `handle`
+    /// right there, on the connection's I/O queue, saving two thread hand-offs per request. Only for
+    /// handlers that never block and answer in microseconds with a small body (`respond(...)` before
+    /// returning; writes from an inline `handle` are not throttled by backpressure). Default: false.
+    func isQuick(_ request: HTTPRequest) -> Bool
 }
 
 extension HTTPHandler {
     /// Accepts every body.
     public func checkExpectation(_ head: HTTPRequestHead) -> HTTPError? { nil }
+
+    /// Every request goes to the handler's own queue.
+    public func isQuick(_ request: HTTPRequest) -> Bool { false }
 }

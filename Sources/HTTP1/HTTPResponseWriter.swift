@@ -168,6 +168,9 @@ public final class HTTPResponseWriter: @unchecked Sendable {
         case .closeDelimited: keep = false
         default: break
         }
+        // Closed before this finish (a writer woken by the close can get here before the connection
+        // fires the callbacks): the response did not complete, so `onClose` still fires.
+        if connection.isOutputClosed { connectionClosed() }
         stateLock.lock()
         finished = true
         closeCallbacks = []

@@ -6,7 +6,8 @@ import Glibc
 @testable import HTTP1
 
 /// `wrk` against a `GET /healthz` handler (not a CI test: run with HTTP1_BENCH=1 in release,
-/// `swift test -c release -Xswiftc -enable-testing --filter HTTPBenchmark`).
+/// `swift test -c release -Xswiftc -enable-testing --filter HTTPBenchmark`;
+/// HTTP1_BENCH_QUEUED=1 measures the handler-queue path instead of the inline one).
 @Suite("HTTPBenchmark", .enabled(if: ProcessInfo.processInfo.environment["HTTP1_BENCH"] == "1"))
 struct HTTPBenchmark {
     static func cpuSeconds() -> Double {
@@ -17,13 +18,17 @@ struct HTTPBenchmark {
 
     @Test func wrkHealthz() throws {
         let body = Array("{\"status\":\"ok\"}".utf8)
-        let handler = ClosureHandler { request, response in
+        // Inline on the connection's queue, as a health check should be (HTTP1_BENCH_QUEUED=1: the
+        // handler's own queue, the path of every request not marked quick).
+        let queued = ProcessInfo.processInfo.environment["HTTP1_BENCH_QUEUED"] == "1"
+        let handler = ClosureHandler(body: { request, response in
             if request.path == "/healthz" {
                 response.respond(status: 200, headers: [("Content-Type", "application/json")], body: body)
             } else {
                 response.respond(status: 404)
             }
-        }
+        }, quick: { _ in !queued })
+        print("handler: \(queued ? "queued (handler queue)" : "quick (inline)")")
         try withServer(handler: handler) { server in
             let seconds = ProcessInfo.processInfo.environment["HTTP1_BENCH_SECONDS"] ?? "10"
             let p = Process()

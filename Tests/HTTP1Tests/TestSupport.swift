@@ -9,8 +9,11 @@ import Glibc
 struct ClosureHandler: HTTPHandler {
     let body: @Sendable (HTTPRequest, HTTPResponseWriter) -> Void
     var expectation: @Sendable (HTTPRequestHead) -> HTTPError? = { _ in nil }
+    /// Which requests are handled inline on the connection's queue (`HTTPHandler.isQuick`).
+    var quick: @Sendable (HTTPRequest) -> Bool = { _ in false }
     func handle(_ request: HTTPRequest, _ response: HTTPResponseWriter) { body(request, response) }
     func checkExpectation(_ head: HTTPRequestHead) -> HTTPError? { expectation(head) }
+    func isQuick(_ request: HTTPRequest) -> Bool { quick(request) }
 }
 
 /// Answers `METHOD path body` with a Content-Length (or streamed in 3 chunks for `/stream`).
