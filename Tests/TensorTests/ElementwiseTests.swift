@@ -53,6 +53,30 @@ func expectPerElement(
         expectPerElement(try t("act.x").gelu(), try t("act.gelu_exact"), tolerance: 2e-7, "gelu vs float64 exact")
     }
 
+    /// A dense sweep against float64 GELU (libm's `erfc`, which has no cancellation on either side),
+    /// beyond the fixture's 2001 sweep points, and the limits: +inf, -inf (-9 Phi(-9) = -1e-18, the
+    /// clamped tail; exact: 0, torch: NaN), NaN, -0.
+    @Test func geluDenseSweepAndLimits() {
+        let n = 240_001
+        let x = Tensor(uninitialized: [n])
+        for i in 0..<n { x.data[i] = Float(-12 + 24 * Double(i) / Double(n - 1)) }
+        let expected = Tensor(uninitialized: [n])
+        for i in 0..<n {
+            let v = Double(x.data[i])
+            expected.data[i] = Float(0.5 * v * Foundation.erfc(-v / 2.0.squareRoot()))
+        }
+        expectPerElement(x.gelu(), expected, tolerance: 2e-7, "gelu dense sweep vs float64")
+        let special = Activation.gelu8(SIMD8<Float>(.infinity, -.infinity, .nan, -0.0, 0, 6, -6, -1e30))
+        #expect(special[0] == .infinity)
+        #expect(special[1] <= 0 && special[1] > -1e-17)
+        #expect(special[2].isNaN)
+        #expect(special[3] == 0 && special[3].sign == .minus)
+        #expect(special[4] == 0 && special[4].sign == .plus)
+        #expect(special[5] == 6)
+        #expect(abs(special[6] + 6 * 9.865876e-10) < 5e-10)  // -6 Phi(-6), within the tail's 7.5e-8 absolute
+        #expect(special[7] <= 0 && special[7] > -1e-17)
+    }
+
     @Test func leakyRelu() throws {
         expectPerElement(try t("act.x").leakyRelu(negativeSlope: 0.2), try t("act.leaky_relu"), tolerance: 0, "leaky_relu")
     }
