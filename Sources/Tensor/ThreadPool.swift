@@ -5,8 +5,10 @@ import Foundation
 /// Splits loops of the non-BLAS ops across a fixed number of workers.
 ///
 /// Work runs on libdispatch's worker threads through `concurrentPerform`, never more chunks than
-/// `threadCount`. GEMMs run on OpenBLAS's own threads; the two are never active at the same time
-/// because every op is synchronous: an op either calls BLAS or splits its loop here.
+/// `threadCount`. GEMMs run on OpenBLAS's own threads; the two never oversubscribe the cores because
+/// every op is synchronous: an op either calls BLAS with its threads or splits its loop here. The one
+/// exception is attention, whose pool workers each call OpenBLAS with its thread count set to 1 for
+/// the duration (see `AttentionKernel`), so there are still never more busy threads than `threadCount`.
 public final class ThreadPool: @unchecked Sendable {
     /// Number of chunks a loop is split into at most.
     public let threadCount: Int
