@@ -178,7 +178,7 @@ public final class TorchGenerator {
         let raw = UnsafeMutableRawPointer(d)
         let u1 = 1 - raw.loadUnaligned(as: V.self)
         let u2 = raw.loadUnaligned(fromByteOffset: 32, as: V.self)
-        let radius = (-2 * cephesLog(u1)).squareRoot()
+        let radius = squareRootOfNonNegative(-2 * cephesLog(u1))
         let theta = Float(2 * Double.pi) * u2  // _mm256_set1_ps(2.0f * c10::pi<double>)
         let (sine, cosine) = cephesSinCos(theta)
         // `fmadd(n, std, mean)` with std 1 and mean 0 is `n + 0`: exact, but turns -0 into +0 as torch does.
@@ -200,23 +200,60 @@ public final class TorchGenerator {
         return r
     }
 
+    /// `mask ? a : b` per lane (`_mm256_blendv_ps`), `mask` lanes all ones or all zeros. The masks come
+    /// from sign bits, not from `.<` and `replacing(with:where:)`, which compiled here to byte shuffles
+    /// and a branch per lane and kept the Box-Muller scalar.
+    @inline(__always)
+    private static func select(_ mask: VI, _ a: V, _ b: V) -> V {
+        let m = unsafeBitCast(mask, to: VU.self)
+        return unsafeBitCast((unsafeBitCast(a, to: VU.self) & m) | (unsafeBitCast(b, to: VU.self) & ~m), to: V.self)
+    }
+
+    /// All ones where `a < b`, for finite `a`, `b` (`_mm256_cmp_ps(a, b, _CMP_LT_OS)`): the sign of `a - b`,
+    /// which is negative exactly when `a < b` (a difference of distinct floats is never zero).
+    @inline(__always)
+    private static func lessThan(_ a: V, _ b: V) -> VI {
+        unsafeBitCast(a - b, to: VI.self) &>> 31
+    }
+
+    /// `_mm256_sqrt_ps` for `v >= 0` (or -0, whose root's sign the caller's `+ 0` drops). On Linux,
+    /// `squareRoot()` is libm's `sqrtf` with its errno branch for negative inputs: a `sqrtf` call per lane
+    /// that kept the whole Box-Muller scalar. Through `magnitude`, LLVM sees the input is never negative,
+    /// drops the branch and emits one `vsqrtps` (correctly rounded: the same values).
+    @inline(__always)
+    private static func squareRootOfNonNegative(_ v: V) -> V {
+        var r = V()
+        for k in 0..<8 { r[k] = v[k].magnitude.squareRoot() }
+        return r
+    }
+
+    /// `_mm256_cvtepi32_ps`, as an element loop that compiles to `vcvtdq2ps` (`V(_:)` did not).
+    @inline(__always)
+    private static func float(_ v: VI) -> V {
+        var r = V()
+        for k in 0..<8 { r[k] = Float(v[k]) }
+        return r
+    }
+
     /// `log256_ps`: natural logarithm with the Cephes polynomial (NaN for x <= 0).
     @inline(__always)
     private static func cephesLog(_ input: V) -> V {
-        let invalid = input .<= V(repeating: 0)
+        // x <= 0 (or a NaN with the sign bit set): the sign bit set (negative, -0), or +0 (bits - 1 < 0).
+        let inputBits = unsafeBitCast(input, to: VI.self)
+        let invalid = (inputBits &>> 31) | ((inputBits &- 1) &>> 31)
         // Cut off denormals (max with the smallest normal float).
         let minNormal = V(repeating: Float(bitPattern: 0x0080_0000))
-        let xin = input.replacing(with: minNormal, where: input .< minNormal)
+        let xin = select(lessThan(input, minNormal), minNormal, input)
         let bits = unsafeBitCast(xin, to: VU.self)
-        let exponent = VI(truncatingIfNeeded: bits &>> 23) &- 0x7F
+        let exponent = unsafeBitCast(bits &>> 23, to: VI.self) &- 0x7F
         // Keep the mantissa, with the exponent of 0.5: x in [0.5, 1).
         var x = unsafeBitCast((bits & ~0x7F80_0000) | 0x3F00_0000, to: V.self)
-        var e = V(exponent) + 1
+        var e = float(exponent) + 1
         // if x < sqrt(1/2) { e -= 1; x = x + x - 1 } else { x = x - 1 }
-        let small = x .< V(repeating: 0.707106781186547524)
-        let tmp = V(repeating: 0).replacing(with: x, where: small)
+        let small = lessThan(x, V(repeating: 0.707106781186547524))
+        let tmp = select(small, x, V(repeating: 0))
         x = x - 1
-        e = e - V(repeating: 0).replacing(with: 1, where: small)
+        e = e - select(small, V(repeating: 1), V(repeating: 0))
         x = x + tmp
 
         let z = x * x
@@ -233,7 +270,7 @@ public final class TorchGenerator {
         y = fma(-z, V(repeating: 0.5), y)
         x = x + y
         x = fma(e, V(repeating: 0.693359375), x)
-        return x.replacing(with: .nan, where: invalid)
+        return select(invalid, V(repeating: .nan), x)
     }
 
     /// `sincos256_ps`: sine and cosine with the Cephes polynomials and three-part reduction by pi/4.
@@ -245,9 +282,9 @@ public final class TorchGenerator {
         // j = (int(|x| * 4/pi) + 1) & ~1
         var j = truncatedToInt(x * 1.27323954473516)
         j = (j &+ 1) & ~1
-        let y = V(j)
+        let y = float(j)
         let swapSignSin = unsafeBitCast((j & 4) &<< 29, to: VU.self)
-        let polyMask = (j & VI(repeating: 2)) .== VI(repeating: 0)
+        let polyMask = ~(((j & 2) &<< 30) &>> 31)  // (j & 2) == 0
         // Extended precision modular arithmetic: x = ((x - y DP1) - y DP2) - y DP3.
         x = fma(y, V(repeating: -0.78515625), x)
         x = fma(y, V(repeating: -2.4187564849853515625e-4), x)
@@ -271,8 +308,8 @@ public final class TorchGenerator {
 
         // Pick each result from the polynomial that fits its octant, with torch's exact arithmetic.
         let zero = V(repeating: 0)
-        let ysin2 = zero.replacing(with: s, where: polyMask)
-        let ysin1 = c.replacing(with: zero, where: polyMask)
+        let ysin2 = select(polyMask, s, zero)
+        let ysin1 = select(polyMask, zero, c)
         let s2 = s - ysin2
         let c2 = c - ysin1
         let sine = unsafeBitCast(unsafeBitCast(ysin1 + ysin2, to: VU.self) ^ signSin, to: V.self)
