@@ -28,8 +28,9 @@ public struct HTTPError: Error, Sendable, Equatable, CustomStringConvertible {
         return Array(json.utf8)
     }
 
-    /// A JSON string literal for `s` (quotes, backslashes and control characters escaped).
-    static func jsonString(_ s: String) -> String {
+    /// A JSON string literal for `s` (quotes, backslashes and control characters escaped); Serving
+    /// renders its JSON strings through it too.
+    public static func jsonString(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

@@ -1,3 +1,5 @@
+import HTTP1
+
 /// A JSON document as parsed from a request body or built for a response, with numbers kept as their
 /// literal text so that integer fields can be checked exactly (no rounding through Double) and objects
 /// kept in order (responses list their keys in the documented order).
@@ -96,23 +98,10 @@ public indirect enum JSONValue: Sendable, Equatable {
         }
     }
 
-    /// A JSON string literal (quotes, backslashes and control characters escaped).
+    /// A JSON string literal (quotes, backslashes and control characters escaped), as HTTP1 writes
+    /// its own error bodies.
     static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
+        out += HTTPError.jsonString(s)
     }
 }
 
