@@ -70,12 +70,14 @@ public protocol GenerationService: AnyObject, Sendable {
     /// The sizes the model takes and its tokenizer limits.
     var model: ServedModel { get }
 
-    /// Queues `request` under `id`. `events` is called from the service's threads, in order, and must
-    /// not block. Throws `ServingError` 429 (with `retryAfterSeconds`) when the queue is full, 503 when
-    /// the service is stopping.
-    func submit(_ request: GenerationRequest, id: String, events: @escaping @Sendable (GenerationEvent) -> Void) throws -> GenerationTicket
+    /// Queues `request` under `id`, to finish within `timeout` seconds of now (the service's default
+    /// when nil; it may lower a larger one) or fail with 504 `deadline_exceeded`. `events` is called
+    /// from the service's threads, in order, and must not block. Throws `ServingError` 429 (with
+    /// `retryAfterSeconds`) when the queue is full, 503 when the service is stopping.
+    func submit(_ request: GenerationRequest, id: String, timeout: Double?,
+                events: @escaping @Sendable (GenerationEvent) -> Void) throws -> GenerationTicket
 
-    /// Requests waiting (not counting the running one).
+    /// Requests waiting for admission (not counting the running ones).
     var queueLength: Int { get }
 
     /// The job `id` if it is queued, running or among the recent ones.

@@ -9,12 +9,15 @@ public struct RequestLimits: Sendable, Equatable {
     public var maxPromptChars: Int
     /// Most steps per stage.
     public var maxSteps: Int
+    /// Longest `timeout_seconds` a request may ask for (`scheduler.request_timeout_seconds`).
+    public var maxTimeout: Double
 
     /// Limits from the server configuration.
     public init(_ configuration: ServerConfiguration) {
         maxImages = configuration.maxImagesPerRequest
         maxPromptChars = configuration.maxPromptChars
         maxSteps = configuration.maxSteps
+        maxTimeout = configuration.scheduler.requestTimeout
     }
 }
 
@@ -24,6 +27,8 @@ public struct ImageJob: Sendable, Equatable {
     public var generation: GenerationRequest
     /// The prompt has more tokens than CLIP reads (77): the rest is ignored (`X-Prompt-Truncated: true`).
     public var promptTruncated: Bool
+    /// `timeout_seconds`: the request's deadline from submission; nil for the server's default.
+    public var timeout: Double? = nil
 }
 
 /// Parses and validates the JSON bodies of `POST /v1/images` and `POST /v1/images/generations`; every
@@ -31,19 +36,19 @@ public struct ImageJob: Sendable, Equatable {
 public enum ImageRequests {
     /// Fields of `POST /v1/images`.
     public static let nativeFields = ["prompt", "negative_prompt", "width", "height", "num_images", "seed", "prior_steps",
-                                      "prior_guidance_scale", "decoder_steps", "decoder_guidance_scale"]
+                                      "prior_guidance_scale", "decoder_steps", "decoder_guidance_scale", "timeout_seconds"]
     /// Fields of `POST /v1/images/generations`: OpenAI's, then the extensions.
     public static let openAIFields = ["prompt", "n", "size", "response_format", "model", "user", "quality", "style",
                                       "output_format", "background", "moderation", "output_compression", "stream",
                                       "seed", "negative_prompt", "prior_steps", "prior_guidance_scale", "decoder_steps",
-                                      "decoder_guidance_scale"]
+                                      "decoder_guidance_scale", "timeout_seconds"]
     /// Largest accepted seed: 2^63 - 1 (seeds are torch's int64 `manual_seed` values).
     public static let maxSeed = Int64.max
 
     /// `POST /v1/images`.
     public static func native(_ body: JSONValue, model: ServedModel, limits: RequestLimits,
                               randomSeed: () -> UInt64 = defaultRandomSeed) throws(ServingError) -> ImageJob {
-        var r = try FieldReader(body, allowed: nativeFields)
+        let r = try FieldReader(body, allowed: nativeFields)
         let prompt = try r.prompt("prompt", limits: limits, required: true)!
         var g = GenerationRequest(prompt: prompt)
         g.negativePrompt = try r.prompt("negative_prompt", limits: limits, required: false) ?? ""
@@ -62,13 +67,14 @@ public enum ImageRequests {
         } catch {
             throw ServingError(status: 500, message: "\(error)", type: "server_error")
         }
-        return ImageJob(generation: g, promptTruncated: model.tokenCount(prompt) > model.maxTokens)
+        return ImageJob(generation: g, promptTruncated: model.tokenCount(prompt) > model.maxTokens,
+                        timeout: try r.timeout("timeout_seconds", max: limits.maxTimeout))
     }
 
     /// `POST /v1/images/generations` (OpenAI Images API). `response_format` must be `b64_json` (or absent).
     public static func openAI(_ body: JSONValue, model: ServedModel, limits: RequestLimits,
                               randomSeed: () -> UInt64 = defaultRandomSeed) throws(ServingError) -> ImageJob {
-        var r = try FieldReader(body, allowed: openAIFields)
+        let r = try FieldReader(body, allowed: openAIFields)
         let prompt = try r.prompt("prompt", limits: limits, required: true)!
         var g = GenerationRequest(prompt: prompt)
         g.numImages = try r.int("n", 1...limits.maxImages) ?? 1
@@ -113,7 +119,8 @@ public enum ImageRequests {
         } catch {
             throw ServingError(status: 500, message: "\(error)", type: "server_error")
         }
-        return ImageJob(generation: g, promptTruncated: model.tokenCount(prompt) > model.maxTokens)
+        return ImageJob(generation: g, promptTruncated: model.tokenCount(prompt) > model.maxTokens,
+                        timeout: try r.timeout("timeout_seconds", max: limits.maxTimeout))
     }
 
     /// A random seed in 0..<2^32 (small enough for any JSON client to hold exactly).
@@ -195,6 +202,16 @@ private struct FieldReader {
         guard let d = v.doubleValue else { throw ServingError.invalid(key, "\(key) must be a number, got \(v.kindDescription)", code: "invalid_type") }
         guard d.isFinite, (0...50).contains(d) else { throw ServingError.invalid(key, "\(key) \(v.serialized) must be a number between 0 and 50") }
         return Float(d)
+    }
+
+    /// A positive number of seconds, at most `max`.
+    func timeout(_ key: String, max: Double) throws(ServingError) -> Double? {
+        guard let v = value(key) else { return nil }
+        guard let d = v.doubleValue else { throw ServingError.invalid(key, "\(key) must be a number of seconds, got \(v.kindDescription)", code: "invalid_type") }
+        guard d.isFinite, d > 0, d <= max else {
+            throw ServingError.invalid(key, "\(key) \(v.serialized) must be more than 0 and at most \(max) seconds (the server's request_timeout_seconds)")
+        }
+        return d
     }
 
     func bool(_ key: String) throws(ServingError) -> Bool? {

@@ -119,7 +119,7 @@ extension ServingHandler {
         let inbox = EventInbox()
         let ticket: GenerationTicket
         do {
-            ticket = try service.submit(job.generation, id: exchange.requestID) { inbox.post($0) }
+            ticket = try service.submit(job.generation, id: exchange.requestID, timeout: job.timeout) { inbox.post($0) }
         } catch let error as ServingError {
             exchange.error(error, headers: headers)
             return

@@ -40,7 +40,8 @@ public final class ImageServer: @unchecked Sendable {
     /// The bound port (the real one when 0 was configured).
     public var port: Int { http.port }
 
-    /// Runs `load` (blocking), timing it, and serves its pipeline through a `SerialGenerationService`.
+    /// Runs `load` (blocking), timing it, and serves its pipeline through a `BatchingGenerationService`
+    /// with the configured scheduler policy.
     /// On failure readiness reports the error and the error is rethrown.
     public func loadModel(_ load: () throws -> WuerstchenPipeline) throws {
         let started = Date()
@@ -49,7 +50,7 @@ public final class ImageServer: @unchecked Sendable {
             let seconds = Date().timeIntervalSince(started)
             metrics.modelLoad.set(seconds)
             logger.notice("models loaded in \(String(format: "%.2f", seconds)) s; ready")
-            use(SerialGenerationService(pipeline: pipeline, maxQueue: configuration.maxQueue, metrics: metrics, logger: logger))
+            use(BatchingGenerationService(pipeline: pipeline, policy: configuration.schedulerPolicy, metrics: metrics, logger: logger))
         } catch {
             state.fail("\(error)")
             logger.critical("loading the models failed: \(error)")

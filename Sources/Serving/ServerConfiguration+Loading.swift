@@ -102,7 +102,7 @@ extension ServerConfiguration {
         func walk(_ members: [(String, JSONValue)], prefix: String) throws {
             for (name, value) in members {
                 let key = prefix + name
-                if key == "limits" || key == "tls" {
+                if key == "limits" || key == "tls" || key == "scheduler" {
                     if key == "tls", value == .null {
                         draft.tlsCertificate = nil
                         draft.tlsKey = nil
@@ -188,6 +188,11 @@ extension ServerConfiguration {
         int("limits.write_high_water_mark", 1024...(1 << 30)) { $0.config.limits.writeHighWaterMark = $1 },
         int("limits.max_chunk_line_bytes", 16...(1 << 20)) { $0.config.limits.maxChunkLineBytes = $1 },
         double("limits.linger_timeout", 0...600) { $0.config.limits.lingerTimeout = $1 },
+        oneOf("scheduler.mode", SchedulerPolicy.Mode.allCases.map(\.rawValue)) { $0.config.scheduler.mode = SchedulerPolicy.Mode(rawValue: $1)! },
+        int("scheduler.max_batch_rows", 1...4096) { $0.config.scheduler.maxBatchRows = $1 },
+        int("scheduler.max_active_requests", 1...4096) { $0.config.scheduler.maxActiveRequests = $1 },
+        int("scheduler.batch_wait_ms", 0...60_000) { $0.config.scheduler.batchWait = Double($1) / 1000 },
+        double("scheduler.request_timeout_seconds", 1...86_400) { $0.config.scheduler.requestTimeout = $1 },
         string("tls.certificate") { $0.tlsCertificate = $1 },
         string("tls.private_key") { $0.tlsKey = $1 },
         double("drain_seconds", 0...86_400) { $0.config.drainSeconds = $1 },

@@ -13,8 +13,11 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var apiKeys: [String] = []
     /// `metrics_require_auth`: whether `/metrics` needs a key too (health and readiness never do).
     public var metricsRequireAuth = false
-    /// `max_queue`: requests that may wait behind the running one; more answer 429 with `Retry-After`.
+    /// `max_queue`: requests that may wait for admission; more answer 429 with `Retry-After`.
     public var maxQueue = 16
+    /// `scheduler`: batching (`mode`, `max_batch_rows`, `max_active_requests`, `batch_wait_ms`,
+    /// `request_timeout_seconds`; `SchedulerPolicy`, whose `maxQueue` is the top-level `max_queue`).
+    public var scheduler = SchedulerPolicy()
     /// `max_images_per_request`: upper bound of `num_images` / `n`.
     public var maxImagesPerRequest = 4
     /// `max_prompt_chars`: longest `prompt` / `negative_prompt` in characters.
@@ -44,6 +47,13 @@ public struct ServerConfiguration: Sendable, Equatable {
 
     /// The defaults.
     public init() {}
+
+    /// The scheduler's policy with the queue bound.
+    public var schedulerPolicy: SchedulerPolicy {
+        var policy = scheduler
+        policy.maxQueue = maxQueue
+        return policy
+    }
 
     /// The HTTP server's part.
     public var httpConfiguration: HTTPServerConfiguration {

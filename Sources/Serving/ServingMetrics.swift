@@ -14,12 +14,14 @@ import Prometheus
 /// | `wuerstchen_http_requests_in_flight` | gauge | |
 /// | `wuerstchen_queue_depth` | gauge | |
 /// | `wuerstchen_queue_wait_seconds` | histogram | |
+/// | `wuerstchen_active_requests` | gauge | (admitted, being computed) |
 /// | `wuerstchen_generation_duration_seconds` | histogram | |
 /// | `wuerstchen_step_duration_seconds` | histogram | `stage` (`prior`, `decoder`) |
 /// | `wuerstchen_batch_size` | histogram | |
 /// | `wuerstchen_images_generated_total` | counter | |
 /// | `wuerstchen_requests_cancelled_total` | counter | |
 /// | `wuerstchen_requests_rejected_total` | counter | `reason` (`queue_full`) |
+/// | `wuerstchen_requests_expired_total` | counter | (deadline exceeded) |
 /// | `wuerstchen_model_load_seconds` | gauge | |
 /// | `process_resident_memory_bytes` | gauge | (read from /proc at scrape time) |
 /// | `process_open_fds` | gauge | (read from /proc at scrape time) |
@@ -31,6 +33,8 @@ public final class ServingMetrics: Sendable {
     let inFlight: Meter
     let queueDepth: Meter
     let queueWait: Metrics.Timer
+    let activeRequests: Meter
+    let deadlineExceeded: CoreMetrics.Counter
     let generationDuration: Metrics.Timer
     let priorStep: Metrics.Timer
     let decoderStep: Metrics.Timer
@@ -53,6 +57,8 @@ public final class ServingMetrics: Sendable {
         inFlight = Meter(label: "wuerstchen_http_requests_in_flight", factory: factory)
         queueDepth = Meter(label: "wuerstchen_queue_depth", factory: factory)
         queueWait = Metrics.Timer(label: "wuerstchen_queue_wait_seconds", factory: factory)
+        activeRequests = Meter(label: "wuerstchen_active_requests", factory: factory)
+        deadlineExceeded = CoreMetrics.Counter(label: "wuerstchen_requests_expired_total", factory: factory)
         generationDuration = Metrics.Timer(label: "wuerstchen_generation_duration_seconds", factory: factory)
         priorStep = Metrics.Timer(label: "wuerstchen_step_duration_seconds", dimensions: [("stage", "prior")], factory: factory)
         decoderStep = Metrics.Timer(label: "wuerstchen_step_duration_seconds", dimensions: [("stage", "decoder")], factory: factory)

@@ -66,18 +66,34 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
 
     /// Encodes the text and draws the decoder's initial latents for `imageEmbeddings` `[n, h, w, 16]`.
     public func start(_ request: GenerationRequest, imageEmbeddings: Tensor, generator: TorchGenerator) throws -> DecoderJob {
-        let guided = request.decoderGuidance > 1
-        let n = imageEmbeddings.dim(0)
-        let texts = guided ? [request.prompt, request.negativePrompt] : [request.prompt]
+        try start([(request, imageEmbeddings, generator)])[0]
+    }
+
+    /// Starts several requests with one text-encoder forward for all their prompts; each draws its
+    /// latents from its own generator.
+    public func start(
+        _ items: [(request: GenerationRequest, imageEmbeddings: Tensor, generator: TorchGenerator)]
+    ) throws -> [DecoderJob] {
+        var texts: [String] = [], spans: [Range<Int>] = []
+        for item in items {
+            let own = item.request.decoderGuidance > 1 ? [item.request.prompt, item.request.negativePrompt] : [item.request.prompt]
+            spans.append(texts.count..<(texts.count + own.count))
+            texts += own
+        }
         let tokens = texts.map { tokenizer.encode($0) }
-        let hidden = try textEncoder(ids: tokens.map(\.ids), attentionMask: tokens.map(\.attentionMask))
-        let condition = repeatRows(hidden, times: n)
-        // effnet = cat([image_embeddings, zeros_like(image_embeddings)]) under guidance.
-        let effnet = guided ? batch([imageEmbeddings, Tensor(zeros: imageEmbeddings.shape)]) : imageEmbeddings
-        let h = latentSide(prior: imageEmbeddings.dim(1)), w = latentSide(prior: imageEmbeddings.dim(2))
-        let latents = DDPMWuerstchenScheduler.stepNoise(generator, shape: [n, h, w, decoder.config.cIn])
-        return DecoderJob(request: request, generator: generator, effnet: effnet, textCondition: condition,
-                          timesteps: DDPMWuerstchenScheduler.timesteps(steps: request.decoderSteps), latents: latents)
+        let hidden = try textEncoder(ids: tokens.map(\.ids), attentionMask: tokens.map(\.attentionMask))  // [texts, 77, D]
+        return items.enumerated().map { i, item in
+            let (request, imageEmbeddings) = (item.request, item.imageEmbeddings)
+            let guided = request.decoderGuidance > 1
+            let n = imageEmbeddings.dim(0)
+            let condition = repeatRows(slice(hidden, rows: spans[i]), times: n)
+            // effnet = cat([image_embeddings, zeros_like(image_embeddings)]) under guidance.
+            let effnet = guided ? batch([imageEmbeddings, Tensor(zeros: imageEmbeddings.shape)]) : imageEmbeddings
+            let h = latentSide(prior: imageEmbeddings.dim(1)), w = latentSide(prior: imageEmbeddings.dim(2))
+            let latents = DDPMWuerstchenScheduler.stepNoise(item.generator, shape: [n, h, w, decoder.config.cIn])
+            return DecoderJob(request: request, generator: item.generator, effnet: effnet, textCondition: condition,
+                              timesteps: DDPMWuerstchenScheduler.timesteps(steps: request.decoderSteps), latents: latents)
+        }
     }
 
     /// One denoising step for every job (all with the same `batchKey`) in one forward pass.
@@ -92,7 +108,19 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
 
     /// Pixels of a finished job: `vqgan.decode(latents * scale_factor).clamp(0, 1)`. -> [n, H*4, W*4, 3]
     public func images(_ job: DecoderJob) throws -> Tensor {
-        precondition(job.isFinished, "images of an unfinished decoder job")
-        return try vqgan.decodePipelineLatents(job.latents).clamped(0, 1)
+        try images([job])[0]
+    }
+
+    /// Pixels of finished jobs whose latents have one shape, decoded in one VQ forward.
+    public func images(_ jobs: [DecoderJob]) throws -> [Tensor] {
+        precondition(!jobs.isEmpty && jobs.allSatisfy { $0.isFinished && $0.latents.shape.dropFirst() == jobs[0].latents.shape.dropFirst() },
+                     "images of unfinished jobs or of latents of different shapes")
+        let pixels = try vqgan.decodePipelineLatents(batch(jobs.map(\.latents))).clamped(0, 1)
+        guard jobs.count > 1 else { return [pixels] }
+        var row = 0
+        return jobs.map { job in
+            defer { row += job.latents.dim(0) }
+            return slice(pixels, rows: row..<(row + job.latents.dim(0)))
+        }
     }
 }

@@ -22,6 +22,12 @@ public struct GenerationOutput: @unchecked Sendable {
     public let imageEmbeddings: Tensor
     /// Pixels in [0, 1], `[n, H, W, 3]`.
     public let images: Tensor
+
+    /// An output from its parts.
+    public init(imageEmbeddings: Tensor, images: Tensor) {
+        self.imageEmbeddings = imageEmbeddings
+        self.images = images
+    }
 }
 
 /// The text-to-image pipeline: Stage C (prior), then Stages B and A (decoder), with the models resident.

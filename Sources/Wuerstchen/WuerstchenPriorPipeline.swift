@@ -74,17 +74,29 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
 
     /// Encodes the text and draws the initial latents (`encode_prompt` + `prepare_latents`).
     public func start(_ request: GenerationRequest, generator: TorchGenerator) throws -> PriorJob {
-        let guided = request.priorGuidance > 1
-        let n = request.numImages
-        let texts = guided ? [request.prompt, request.negativePrompt] : [request.prompt]
-        let hidden = try encode(texts)  // [1 or 2, 77, D]
-        // prompt_embeds.repeat_interleave(n) and negative_prompt_embeds.repeat(1, n, 1): n copies each.
-        let condition = repeatRows(hidden, times: n)
-        let (h, w) = latentSize(height: request.height, width: request.width)
-        // randn_tensor((n, c_in, h, w)) in NCHW order, times init_noise_sigma (1.0).
-        let latents = DDPMWuerstchenScheduler.stepNoise(generator, shape: [n, h, w, prior.config.cIn])
-        return PriorJob(request: request, generator: generator, conditioning: prior.condition(clip: condition),
-                        timesteps: timesteps(for: request), latents: latents)
+        try start([(request, generator)])[0]
+    }
+
+    /// Starts several requests with one text-encoder forward for all their prompts (the batching
+    /// scheduler's text-encoding stage); each request draws its latents from its own generator.
+    public func start(_ items: [(request: GenerationRequest, generator: TorchGenerator)]) throws -> [PriorJob] {
+        var texts: [String] = [], spans: [Range<Int>] = []
+        for (request, _) in items {
+            let own = request.priorGuidance > 1 ? [request.prompt, request.negativePrompt] : [request.prompt]
+            spans.append(texts.count..<(texts.count + own.count))
+            texts += own
+        }
+        let hidden = try encode(texts)  // [texts, 77, D]
+        return items.enumerated().map { i, item in
+            let request = item.request
+            // prompt_embeds.repeat_interleave(n) and negative_prompt_embeds.repeat(1, n, 1): n copies each.
+            let condition = repeatRows(slice(hidden, rows: spans[i]), times: request.numImages)
+            let (h, w) = latentSize(height: request.height, width: request.width)
+            // randn_tensor((n, c_in, h, w)) in NCHW order, times init_noise_sigma (1.0).
+            let latents = DDPMWuerstchenScheduler.stepNoise(item.generator, shape: [request.numImages, h, w, prior.config.cIn])
+            return PriorJob(request: request, generator: item.generator, conditioning: prior.condition(clip: condition),
+                            timesteps: timesteps(for: request), latents: latents)
+        }
     }
 
     /// last_hidden_state of each text: [texts.count, 77, D]

@@ -146,7 +146,7 @@ import Wuerstchen
             #expect(loading.status == 503 && loading.json?["error"]?["code"] == .string("loading"))
             let early = try RawClient.request(s.port, "POST", "/v1/images", body: smallRequest())
             #expect(early.status == 503)
-            s.server.use(SerialGenerationService(pipeline: Demo.pipeline, maxQueue: 4, metrics: s.server.metrics))
+            s.server.use(BatchingGenerationService(pipeline: Demo.pipeline, metrics: s.server.metrics))
             #expect(try RawClient.request(s.port, "GET", "/readyz").status == 200)
             #expect(try RawClient.request(s.port, "HEAD", "/readyz").status == 200)
 
@@ -297,10 +297,10 @@ import Wuerstchen
         }
     }
 
-    /// With `max_queue` 1: one running, one waiting, the third gets 429 with Retry-After; a waiting
-    /// request whose client leaves is dropped from the queue.
+    /// With `max_queue` 1 and one request computed at a time: one running, one waiting, the third
+    /// gets 429 with Retry-After; a waiting request whose client leaves is dropped from the queue.
     @Test func fullQueueAnswers429() throws {
-        try withServer({ $0.maxQueue = 1 }) { s in
+        try withServer({ $0.maxQueue = 1; $0.scheduler.maxActiveRequests = 1 }) { s in
             let long = #"{"prompt": "x", "width": 512, "height": 512, "prior_steps": 200, "decoder_steps": 200}"#
             let a = try RawClient(port: s.port)
             a.send("POST", "/v1/images", headers: [("Accept", "text/event-stream"), ("X-Request-Id", "q-a")], body: long)

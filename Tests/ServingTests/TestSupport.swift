@@ -51,10 +51,10 @@ final class LogCapture: @unchecked Sendable {
     }
 }
 
-/// A running server on 127.0.0.1 with a free port and the demo model behind a serial service.
+/// A running server on 127.0.0.1 with a free port and the demo model behind the configured scheduler.
 struct TestServer {
     let server: ImageServer
-    let service: SerialGenerationService?
+    let service: BatchingGenerationService?
     let logs: LogCapture
     var port: Int { server.port }
 }
@@ -69,9 +69,9 @@ func withServer(_ configure: (inout ServerConfiguration) -> Void = { _ in }, loa
     let logs = LogCapture()
     let server = ImageServer(configuration: config, logger: logs.logger)
     try server.start()
-    var service: SerialGenerationService?
+    var service: BatchingGenerationService?
     if loaded {
-        let s = SerialGenerationService(pipeline: Demo.pipeline, maxQueue: config.maxQueue, metrics: server.metrics, logger: logs.logger)
+        let s = BatchingGenerationService(pipeline: Demo.pipeline, policy: config.schedulerPolicy, metrics: server.metrics, logger: logs.logger)
         server.use(s)
         service = s
     }

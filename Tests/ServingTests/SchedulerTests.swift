@@ -1,0 +1,274 @@
+import Foundation
+import Tensor
+import Testing
+import Wuerstchen
+@testable import Serving
+
+/// The planner's decisions, without threads or models.
+@Suite struct BatchPlannerTests {
+    typealias C = BatchPlanner.Candidate
+
+    @Test func encodingComesFirstSoNewRequestsJoinAtTheNextStep() {
+        let planner = BatchPlanner(maxRows: 16)
+        let unit = planner.next([
+            C(order: 0, need: .priorStep, key: [3, 3, 16], rows: 2),
+            C(order: 5, need: .encodePrior, rows: 2),
+            C(order: 6, need: .encodeDecoder, rows: 1),
+            C(order: 7, need: .encodePrior, rows: 2),
+        ])
+        #expect(unit == BatchPlanner.Unit(need: .encodePrior, members: [1, 3]))
+        #expect(planner.next([C(order: 0, need: .decode, key: [1], rows: 1), C(order: 3, need: .encodeDecoder, rows: 1)])?.need == .encodeDecoder)
+    }
+
+    @Test func theOldestRequestsGroupRunsWithEveryoneOfItsShapeAtAnyStep() {
+        let planner = BatchPlanner(maxRows: 16)
+        let candidates = [
+            C(order: 4, need: .priorStep, key: [3, 3, 16], rows: 2),
+            C(order: 1, need: .priorStep, key: [6, 3, 16], rows: 2),  // oldest: its shape group runs
+            C(order: 2, need: .decoderStep, key: [6, 3, 16], rows: 1),  // same key, other stage: not with it
+            C(order: 9, need: .priorStep, key: [6, 3, 16], rows: 1),
+            C(order: 3, need: .priorStep, key: [6, 3, 16], rows: 2),
+        ]
+        #expect(planner.next(candidates) == BatchPlanner.Unit(need: .priorStep, members: [1, 4, 3]))
+    }
+
+    @Test func unitsStayWithinTheRowBudgetOldestFirstButNeverEmpty() {
+        let planner = BatchPlanner(maxRows: 4)
+        let group = (0..<4).map { C(order: $0, need: .decoderStep, key: [8], rows: 2) }
+        #expect(planner.next(group)?.members == [0, 1])
+        #expect(planner.next([C(order: 0, need: .priorStep, key: [1], rows: 8)])?.members == [0], "one oversized request runs alone")
+        #expect(planner.next([]) == nil)
+    }
+
+    /// A request of another shape is served as soon as every older request is done, however many
+    /// younger ones of the running shape keep arriving.
+    @Test func youngerArrivalsCannotStarveAnOlderGroup() {
+        let planner = BatchPlanner(maxRows: 16)
+        var candidates = [C(order: 1, need: .priorStep, key: [2], rows: 2)]
+        for order in 2..<10 { candidates.append(C(order: order, need: .priorStep, key: [1], rows: 2)) }
+        #expect(planner.next(candidates)?.members == [0])
+    }
+}
+
+/// Collects a request's events and waits for its end.
+final class EventRecorder: @unchecked Sendable {
+    private let condition = NSCondition()
+    private(set) var events: [GenerationEvent] = []
+    private var finishedAt: Date?
+
+    var callback: @Sendable (GenerationEvent) -> Void { { [self] e in record(e) } }
+
+    private func record(_ event: GenerationEvent) {
+        condition.lock()
+        precondition(!(events.last?.isTerminal ?? false), "an event after the terminal one: \(event)")
+        events.append(event)
+        if event.isTerminal { finishedAt = Date() }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The terminal event (waits up to `timeout` seconds).
+    func result(timeout: Double = 60) -> GenerationEvent? {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        while !(events.last?.isTerminal ?? false) {
+            if !condition.wait(until: deadline) { return nil }
+        }
+        return events.last
+    }
+
+    /// When the terminal event arrived.
+    var finished: Date? {
+        condition.lock()
+        defer { condition.unlock() }
+        return finishedAt
+    }
+
+    var progressCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return events.filter { if case .progress = $0 { true } else { false } }.count
+    }
+
+    var images: Tensor? {
+        if case .completed(let output)? = result() { return output.images }
+        return nil
+    }
+
+    var error: ServingError? {
+        if case .failed(let e)? = result() { return e }
+        return nil
+    }
+}
+
+/// The service over the demo model, without sockets. Serialised: each test measures its own engine.
+@Suite(.serialized) struct BatchingSchedulerTests {
+    static func request(_ size: (Int, Int) = (128, 128), seed: UInt64, priorSteps: Int = 3, decoderSteps: Int = 2,
+                        priorGuidance: Float = 4, decoderGuidance: Float = 0, images: Int = 1) -> GenerationRequest {
+        GenerationRequest(prompt: "a photo of a dog number \(seed)", width: size.0, height: size.1, numImages: images, seed: seed,
+                          priorSteps: priorSteps, priorGuidance: priorGuidance, decoderSteps: decoderSteps, decoderGuidance: decoderGuidance)
+    }
+
+    static func alone(_ r: GenerationRequest) throws -> Tensor {
+        guard case .success(let output) = try Demo.pipeline.generate([r])[0] else { throw ClientError(description: "failed alone") }
+        return output.images
+    }
+
+    static func maxLevelDifference(_ a: Tensor, _ b: Tensor) -> Float {
+        precondition(a.shape == b.shape, "\(a.shape) vs \(b.shape)")
+        var worst: Float = 0
+        for i in 0..<a.count { worst = max(worst, abs(a.data[i] - b.data[i]) * 255) }
+        return worst
+    }
+
+    /// Mixed resolutions, guidance, step counts and image counts in flight together: every image
+    /// equals the same request run alone (at most 1 level of 255), and the forward passes were shared.
+    @Test func batchedImagesEqualImagesAlone() throws {
+        let requests = [
+            Self.request(seed: 1),
+            Self.request(seed: 2, priorSteps: 5, decoderSteps: 3, decoderGuidance: 2.5),
+            Self.request((256, 128), seed: 3, priorGuidance: 1),
+            Self.request(seed: 4, priorSteps: 2, priorGuidance: 0, images: 2),
+            Self.request((256, 128), seed: 5, priorSteps: 4, decoderSteps: 4, decoderGuidance: 3),
+            Self.request(seed: 6, priorSteps: 6, decoderSteps: 1),
+        ]
+        var policy = SchedulerPolicy()
+        policy.batchWait = 0.5  // all six start together
+        let service = BatchingGenerationService(pipeline: Demo.pipeline, policy: policy)
+        let recorders = requests.map { _ in EventRecorder() }
+        for (i, r) in requests.enumerated() { _ = try service.submit(r, id: "mix-\(i)", timeout: nil, events: recorders[i].callback) }
+        for (i, r) in requests.enumerated() {
+            let batched = try #require(recorders[i].images, "request \(i): \(String(describing: recorders[i].result()))")
+            let difference = Self.maxLevelDifference(batched, try Self.alone(r))
+            print("request \(i) (\(r.width)x\(r.height), guidance \(r.priorGuidance)/\(r.decoderGuidance)): max difference \(difference) levels (tolerance 1)")
+            #expect(difference <= 1, "request \(i)")
+            let steps = (r.priorSteps ?? 0) + r.decoderSteps
+            #expect(recorders[i].progressCount == steps)
+        }
+        let stats = service.statistics
+        let steps = requests.reduce(0) { $0 + ($1.priorSteps ?? 0) + $1.decoderSteps }
+        print("statistics: \(stats) for \(steps) request steps")
+        #expect(stats.requestSteps == steps)
+        #expect(stats.forwardPasses < steps * 2 / 3, "steps must share forward passes (one at a time: \(steps) passes)")
+        #expect(stats.largestBatch >= 4)
+    }
+
+    /// A request arriving while another of its shape runs joins the running batch at the next step
+    /// (whatever step the other is at) and leaves the stage when its own steps are done.
+    @Test func arrivalsJoinARunningBatch() throws {
+        let service = BatchingGenerationService(pipeline: Demo.pipeline)
+        let long = EventRecorder(), short = EventRecorder()
+        let longRequest = Self.request((512, 512), seed: 10, priorSteps: 150, decoderSteps: 2)
+        let shortRequest = Self.request((512, 512), seed: 11, priorSteps: 5, decoderSteps: 2)
+        _ = try service.submit(longRequest, id: "long", timeout: nil, events: long.callback)
+        #expect(eventually { (service.summary(of: "long")?.stepsRun ?? 0) >= 3 })
+        _ = try service.submit(shortRequest, id: "short", timeout: nil, events: short.callback)
+        #expect(eventually { (service.summary(of: "short")?.stepsRun ?? 0) == 5 })
+        let longSteps = service.summary(of: "long")?.stepsRun ?? 0
+        #expect(longSteps < 150, "the short request's prior steps ran while the long one was in its prior (\(longSteps) steps)")
+        let shortImages = try #require(short.images)
+        let longImages = try #require(long.images)
+        #expect(Self.maxLevelDifference(shortImages, try Self.alone(shortRequest)) <= 1)
+        #expect(Self.maxLevelDifference(longImages, try Self.alone(longRequest)) <= 1)
+        let stats = service.statistics
+        print("short joined after \(longSteps) steps; \(stats)")
+        // 150 prior passes carry the short request's 5; both decode their 2 steps together.
+        #expect(stats.requestSteps == 159 && stats.forwardPasses == 152 && stats.largestBatch == 2, "\(stats)")
+    }
+
+    /// Oldest first across shape groups: a request of another resolution waits for the older ones
+    /// only, not for younger ones of the running shape.
+    @Test func anotherShapeIsNotStarved() throws {
+        let service = BatchingGenerationService(pipeline: Demo.pipeline)
+        let a = EventRecorder(), b = EventRecorder(), c = EventRecorder()
+        _ = try service.submit(Self.request(seed: 20, priorSteps: 60), id: "a", timeout: nil, events: a.callback)
+        #expect(eventually { (service.summary(of: "a")?.stepsRun ?? 0) >= 2 })
+        _ = try service.submit(Self.request((256, 128), seed: 21, priorSteps: 5), id: "b", timeout: nil, events: b.callback)
+        _ = try service.submit(Self.request(seed: 22, priorSteps: 60), id: "c", timeout: nil, events: c.callback)
+        for r in [a, b, c] { #expect(r.images != nil) }
+        let (fa, fb, fc) = (try #require(a.finished), try #require(b.finished), try #require(c.finished))
+        #expect(fa < fb && fb < fc, "completion order must be a, b, c")
+    }
+
+    /// A cancelled request leaves the batch at the next step; the others finish unchanged.
+    @Test func cancellingOneLeavesTheOthersIntact() throws {
+        let service = BatchingGenerationService(pipeline: Demo.pipeline)
+        let keep = EventRecorder(), drop = EventRecorder()
+        let kept = Self.request(seed: 30, priorSteps: 40)
+        _ = try service.submit(kept, id: "keep", timeout: nil, events: keep.callback)
+        let ticket = try service.submit(Self.request((512, 512), seed: 31, priorSteps: 1000), id: "drop", timeout: nil, events: drop.callback)
+        #expect(eventually { (service.summary(of: "drop")?.stepsRun ?? 0) >= 2 })
+        ticket.cancel()
+        #expect(drop.error?.code == "cancelled")
+        let steps = service.summary(of: "drop")!.stepsRun
+        #expect(steps < 1002)
+        #expect(Self.maxLevelDifference(try #require(keep.images), try Self.alone(kept)) <= 1)
+        #expect(service.summary(of: "drop")?.stepsRun == steps, "no step after the cancel")
+    }
+
+    /// Deadlines: a request that cannot finish in time fails with 504 `deadline_exceeded` (also while
+    /// queued), and the engine goes on with the rest.
+    @Test func deadlinesFailOnlyTheLateRequest() throws {
+        var policy = SchedulerPolicy()
+        policy.maxActiveRequests = 1
+        let service = BatchingGenerationService(pipeline: Demo.pipeline, policy: policy)
+        let late = EventRecorder(), queuedLate = EventRecorder(), fine = EventRecorder()
+        _ = try service.submit(Self.request((512, 512), seed: 40, priorSteps: 1000), id: "late", timeout: 0.5, events: late.callback)
+        _ = try service.submit(Self.request(seed: 41), id: "queued-late", timeout: 0.2, events: queuedLate.callback)
+        _ = try service.submit(Self.request(seed: 42), id: "fine", timeout: nil, events: fine.callback)
+        let error = try #require(late.error)
+        #expect(error.status == 504 && error.code == "deadline_exceeded", "\(error)")
+        #expect(error.message.contains("0.5 s"), "\(error.message)")
+        #expect(queuedLate.error?.code == "deadline_exceeded")
+        #expect(service.summary(of: "queued-late")?.stepsRun == 0)
+        #expect(fine.images != nil)
+    }
+
+    /// A full queue: 429 with a Retry-After; queue positions count down as requests are admitted.
+    @Test func fullQueueAndPositions() throws {
+        var policy = SchedulerPolicy()
+        policy.maxActiveRequests = 1
+        policy.maxQueue = 2
+        let service = BatchingGenerationService(pipeline: Demo.pipeline, policy: policy)
+        let first = EventRecorder(), second = EventRecorder(), third = EventRecorder()
+        _ = try service.submit(Self.request(seed: 50, priorSteps: 30), id: "first", timeout: nil, events: first.callback)
+        #expect(eventually { service.summary(of: "first")?.status == .running })
+        _ = try service.submit(Self.request(seed: 51), id: "second", timeout: nil, events: second.callback)
+        _ = try service.submit(Self.request(seed: 52), id: "third", timeout: nil, events: third.callback)
+        #expect(service.queueLength == 2)
+        do {
+            _ = try service.submit(Self.request(seed: 53), id: "fourth", timeout: nil) { _ in }
+            Issue.record("the fourth request must be refused")
+        } catch let error as ServingError {
+            #expect(error.status == 429 && error.code == "queue_full")
+            #expect((error.retryAfterSeconds ?? 0) >= 1)
+        }
+        #expect(third.images != nil)
+        let positions = third.events.compactMap { if case .queued(let p) = $0 { p } else { nil } }
+        #expect(positions == [1, 0], "\(positions)")
+    }
+
+    /// Serial mode computes one request at a time: no forward pass is shared.
+    @Test func serialModeDoesNotBatch() throws {
+        var policy = SchedulerPolicy()
+        policy.mode = .serial
+        let service = BatchingGenerationService(pipeline: Demo.pipeline, policy: policy)
+        let recorders = (0..<3).map { _ in EventRecorder() }
+        for (i, r) in recorders.enumerated() { _ = try service.submit(Self.request(seed: 60 + UInt64(i)), id: "s\(i)", timeout: nil, events: r.callback) }
+        for r in recorders { #expect(r.images != nil) }
+        let stats = service.statistics
+        #expect(stats.largestBatch == 1 && stats.forwardPasses == stats.requestSteps)
+    }
+
+    /// Invalid requests are refused at submission with the field named, never reaching the engine.
+    @Test func invalidRequestsAreRefused() throws {
+        let service = BatchingGenerationService(pipeline: Demo.pipeline)
+        #expect(throws: ServingError.self) { _ = try service.submit(Self.request((130, 128), seed: 1), id: "bad", timeout: nil) { _ in } }
+        do {
+            _ = try service.submit(Self.request((130, 128), seed: 1), id: "bad", timeout: nil) { _ in }
+        } catch let error as ServingError {
+            #expect(error.status == 400 && error.param == "width")
+        }
+    }
+}
