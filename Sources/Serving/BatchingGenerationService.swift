@@ -419,6 +419,7 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
                 active.removeAll { $0 === job }
                 endLocked(job, .failed, .failed(serving))
             }
+            publishQueueLocked()
             finishIfIdleLocked()
             condition.unlock()
         }
@@ -450,6 +451,7 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
             endLocked(job, .done, .completed(result))
         }
         if completions.count > Self.throughputWindow { completions.removeFirst(completions.count - Self.throughputWindow) }
+        publishQueueLocked()
         finishIfIdleLocked()
     }
 }

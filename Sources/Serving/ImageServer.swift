@@ -1,6 +1,7 @@
 import Foundation
 import HTTP1
 import Logging
+import Tensor
 import Wuerstchen
 
 /// The service as a whole: the HTTP server with the API routes, the model loading behind it and
@@ -49,8 +50,13 @@ public final class ImageServer: @unchecked Sendable {
             let pipeline = try load()
             let seconds = Date().timeIntervalSince(started)
             metrics.modelLoad.set(seconds)
-            logger.notice("models loaded in \(String(format: "%.2f", seconds)) s; ready")
-            use(BatchingGenerationService(pipeline: pipeline, policy: configuration.schedulerPolicy, metrics: metrics, logger: logger))
+            let policy = configuration.schedulerPolicy
+            logger.notice("""
+                models loaded in \(String(format: "%.2f", seconds)) s; ready (scheduler \(policy.mode.rawValue): \
+                \(policy.activeLimit) requests / \(policy.maxBatchRows) rows at once, queue \(policy.maxQueue); \
+                compute: \(Compute.pool.threadCount) threads, OpenBLAS core \(Compute.blasCoreName))
+                """)
+            use(BatchingGenerationService(pipeline: pipeline, policy: policy, metrics: metrics, logger: logger))
         } catch {
             state.fail("\(error)")
             logger.critical("loading the models failed: \(error)")
