@@ -6,7 +6,7 @@ import Tensor
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (build with -c release).",
-        subcommands: [BenchPipeline.self, BenchOps.self, BenchCLIP.self], defaultSubcommand: BenchPipeline.self)
+        subcommands: [BenchPipeline.self, BenchOps.self, BenchCLIP.self, BenchBatch.self], defaultSubcommand: BenchPipeline.self)
 }
 
 /// `wuerstchen bench ops`: every op at the model's real shapes. `scripts/bench_ops.py` runs the

@@ -62,9 +62,13 @@ def run_level(args, concurrency):
     latencies, errors, lock = [], [], threading.Lock()
     before = scrape(args.url)
 
+    per_worker = args.requests_per_worker
+    if args.total_requests:
+        per_worker = max(1, args.total_requests // concurrency)
+
     def worker(index):
         time.sleep(index * args.stagger)
-        for k in range(args.requests_per_worker):
+        for k in range(per_worker):
             w, h = sizes[(index + k) % len(sizes)]
             body = {"prompt": f"a photo of a cat, worker {index}, request {k}", "width": w, "height": h,
                     "seed": index * 1000 + k}
@@ -107,6 +111,7 @@ def main():
     p.add_argument("--concurrency", default="1,2,4,8", help="comma-separated worker counts")
     p.add_argument("--sizes", default="512x512", help="WxH[,WxH...]: workers cycle through them (mixed resolutions)")
     p.add_argument("--requests-per-worker", type=int, default=2)
+    p.add_argument("--total-requests", type=int, help="requests per level, split among the workers (overrides --requests-per-worker)")
     p.add_argument("--prior-steps", type=int)
     p.add_argument("--decoder-steps", type=int)
     p.add_argument("--stagger", type=float, default=0.0, help="seconds between worker starts")
