@@ -8,6 +8,10 @@ set -euo pipefail
 binary=${1:?usage: check_libs.sh BINARY}
 here=$(dirname "$0")
 mapfile -t runtime < <(bash "$here/runtime.sh" --packages)
+# Ubuntu 24.04 renamed some of them (64-bit time_t): libpng16-16t64, libssl3t64.
+for p in "${runtime[@]}"; do
+    if apt-cache show "${p}t64" >/dev/null 2>&1; then runtime+=("${p}t64"); fi
+done
 allowed=$( (printf '%s\n' libc6 libgcc-s1 libstdc++6 "${runtime[@]}"
             apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
                 --no-replaces --no-enhances "${runtime[@]}" | grep -v '^ ' | grep -v '^<') | sed 's/:.*//' | sort -u)
