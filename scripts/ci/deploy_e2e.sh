@@ -49,5 +49,29 @@ else
     echo "deploy_e2e: not root: the tokenizer-files check without the build folder is skipped" >&2
 fi
 
+# The exec-form ENTRYPOINT makes the server PID 1, which gets no default signal handling from the kernel:
+# check that SIGTERM still drains it and it exits 0, in a PID namespace of its own.
+if [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null; then
+    unshare --pid --fork --kill-child env WUERSTCHEN_CONFIG="$app/config/server.json" WUERSTCHEN_HOST=127.0.0.1 \
+        WUERSTCHEN_PORT=0 WUERSTCHEN_THREADS=1 "$app/bin/wuerstchen" serve > "$work/pid1.out" 2> "$work/pid1.err" &
+    outer=$!
+    for _ in $(seq 100); do grep -q '^listening on' "$work/pid1.out" && break; sleep 0.1; done
+    server=$(pgrep -P "$outer" || true)
+    if [ -z "$server" ] || ! grep -Eq '^NSpid:.*[[:space:]]1$' "/proc/$server/status"; then
+        echo "deploy_e2e: the server did not start as PID 1 of its namespace: $(cat "$work/pid1.out" "$work/pid1.err")" >&2
+        exit 1
+    fi
+    kill -TERM "$server"
+    status=0
+    wait "$outer" || status=$?
+    if [ "$status" -ne 0 ] || ! grep -q 'drained; stopping' "$work/pid1.err"; then
+        echo "deploy_e2e: as PID 1 the server did not drain on SIGTERM (exit $status): $(tail -5 "$work/pid1.err")" >&2
+        exit 1
+    fi
+    echo "deploy_e2e: as PID 1 the server drains on SIGTERM and exits 0"
+else
+    echo "deploy_e2e: not root: the PID 1 SIGTERM check is skipped" >&2
+fi
+
 "$tools_python" scripts/ci/deploy_check.py --binary "$app/bin/wuerstchen"
 python3 scripts/ci/e2e_nginx.py --app "$app" --nginx "$nginx"
