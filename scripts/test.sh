@@ -12,4 +12,9 @@ if ci_python="$(bash scripts/ci/openai_venv.sh)"; then
 else
     echo "test.sh: could not make the openai virtualenv; ServingTests' openai SDK check will fail" >&2
 fi
+# The container steps and deploy/ (Dockerfile stages run outside Docker, manifests validated, nginx in
+# front of two instances: scripts/ci/deploy_e2e.sh); only for the whole suite, not a filtered run.
+if (($# == 0)); then
+    bash scripts/ci/deploy_e2e.sh
+fi
 swift test -c release -Xswiftc -enable-testing "$@"

@@ -8,33 +8,11 @@ exits 1 with the reason otherwise. Needs `pip install openai` (scripts/test.sh m
 """
 import argparse
 import base64
-import struct
 import sys
-import zlib
 
 import openai
 
-
-def png_size(data: bytes) -> tuple[int, int]:
-    """Width and height from the IHDR chunk, after checking the signature and every chunk's CRC."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError("not a PNG: bad signature")
-    pos, size, seen_end = 8, None, False
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
-        if zlib.crc32(kind + body) != crc:
-            raise ValueError(f"bad CRC in chunk {kind!r}")
-        if kind == b"IHDR":
-            size = struct.unpack(">II", body[:8])
-        if kind == b"IEND":
-            seen_end = True
-        pos += 12 + length
-    if size is None or not seen_end:
-        raise ValueError("PNG without IHDR or IEND")
-    return size
+from png_check import png_size
 
 
 def main() -> int:

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The Dockerfile's build stage, also run outside Docker by CI (scripts/ci/deploy_e2e.sh), so what the
+# image gets is tested without a Docker engine. Installs the build packages (scripts/setup.sh), builds
+# `wuerstchen` in release with the Swift runtime and Foundation linked statically (the runtime image
+# then needs only OpenBLAS, libpng, OpenSSL and zlib: scripts/container/check_libs.sh verifies it),
+# and stages into DEST, which must be missing or empty:
+#
+#   DEST/bin/wuerstchen                   the server and CLI
+#   DEST/bin/wuerstchen_CLIP.resources/   the CLIP tokenizer files, found next to the executable
+#   DEST/bin/healthcheck                  the image's HEALTHCHECK (scripts/container/healthcheck.sh)
+#   DEST/config/server.json               Config/server.json with "host": "0.0.0.0"
+#
+# Usage: scripts/container/build.sh DEST
+# The build folder is .build-container (WUERSTCHEN_CONTAINER_SCRATCH), apart from the tests' .build.
+set -euo pipefail
+dest=${1:?usage: scripts/container/build.sh DEST}
+cd "$(dirname "$0")/../.."
+if [ -e "$dest" ] && [ -n "$(ls -A "$dest")" ]; then
+    echo "build.sh: $dest is not empty; give a new or empty folder" >&2
+    exit 1
+fi
+
+bash scripts/setup.sh
+scratch=${WUERSTCHEN_CONTAINER_SCRATCH:-.build-container}
+flags=(-c release --static-swift-stdlib --scratch-path "$scratch")
+swift build "${flags[@]}" --product wuerstchen
+bin=$(swift build "${flags[@]}" --show-bin-path)
+
+mkdir -p "$dest/bin" "$dest/config"
+install -m 755 "$bin/wuerstchen" "$dest/bin/wuerstchen"
+bundles=("$bin"/*.resources)
+if [ ! -d "${bundles[0]}" ]; then
+    echo "build.sh: no resource bundle (*.resources) next to $bin/wuerstchen; the tokenizer needs one" >&2
+    exit 1
+fi
+cp -R "${bundles[@]}" "$dest/bin/"
+install -m 755 scripts/container/healthcheck.sh "$dest/bin/healthcheck"
+
+# In a container the service must listen on every interface; everything else is the default file.
+sed 's/^\(  "host": \)"127\.0\.0\.1",$/\1"0.0.0.0",/' Config/server.json > "$dest/config/server.json"
+if ! grep -q '^  "host": "0.0.0.0",$' "$dest/config/server.json"; then
+    echo "build.sh: Config/server.json has no '  \"host\": \"127.0.0.1\",' line to turn into 0.0.0.0" >&2
+    exit 1
+fi
+chmod 644 "$dest/config/server.json"
+chmod -R a+rX "$dest"
+echo "build.sh: staged $(du -sh "$dest" | cut -f1) in $dest" >&2
