@@ -337,9 +337,8 @@ class E2E:
         events = read_events(r)
         conn.close()
         names = [e[1] for e in events]
-        # `queued` may come after the first `progress` when the job starts at once (a race in
-        # SerialGenerationService.submit, which posts it after waking the worker).
-        assert "queued" in names and names[-2:] == ["image", "done"], f"events {names[:3]} ... {names[-3:]}"
+        # The scheduler sends `queued` before the request can be admitted: it is always first.
+        assert names[0] == "queued" and names[-2:] == ["image", "done"], f"events {names[:3]} ... {names[-3:]}"
         progress = [e[0] for e in events if e[1] == "progress"]
         assert len(progress) == LONG["prior_steps"] + LONG["decoder_steps"], f"{len(progress)} progress events"
         total = events[-1][0] - started
