@@ -144,7 +144,8 @@ def main():
     ours = json.loads(ours_run.stdout)
     ours_by_name = {c["name"]: c for c in ours["cases"]}
 
-    print(f"OpenBLAS core: {ours['blas_core']}, threads {args.threads}; torch {torch.__version__}, "
+    print(f"OpenBLAS core: {ours['blas_core']}, GELU kernel: {ours.get('gelu_kernel', '?')}, threads {args.threads}; "
+          f"torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, {torch.backends.cpu.get_cpu_capability()}")
     print()
     print("| op (shapes NHWC) | ours ms | ours rate | torch ms | torch rate | torch/ours |")

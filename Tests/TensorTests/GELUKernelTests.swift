@@ -61,6 +61,37 @@ import Testing
         #expect(mismatches == 0, "gelu \(KernelPath.bestName) vs simd8: \(mismatches) elements differ, first at \(at): x = \(x.data[at]), \(best.data[at]) vs \(simd8.data[at])")
     }
 
+    /// Both kernels on every Float32 bit pattern (release builds; a debug build, where the SIMD8 code
+    /// is too slow for 2^32 elements, takes every 65537th): the same bits, NaN for NaN. Tolerance 0.
+    @Test func kernelsAgreeOnEveryFloat() {
+        #if DEBUG
+        let stride: UInt64 = 65_537
+        #else
+        let stride: UInt64 = 1
+        #endif
+        let chunk = 1 << 22
+        let x = Tensor(uninitialized: [chunk]), a = Tensor(uninitialized: [chunk]), b = Tensor(uninitialized: [chunk])
+        var mismatches = 0, checked = 0, example = ""
+        var next: UInt64 = 0
+        while next < (1 << 32) {
+            var n = 0
+            while n < chunk && next < (1 << 32) {
+                x.data[n] = Float(bitPattern: UInt32(next))
+                n += 1
+                next += stride
+            }
+            Activation.gelu.apply(x.data, a.data, count: n, path: .best)
+            Activation.gelu.apply(x.data, b.data, count: n, path: .simd8)
+            for i in 0..<n where a.data[i].bitPattern != b.data[i].bitPattern && !(a.data[i].isNaN && b.data[i].isNaN) {
+                if mismatches == 0 { example = "x = \(x.data[i]) (0x\(String(x.data[i].bitPattern, radix: 16))): \(a.data[i]) vs \(b.data[i])" }
+                mismatches += 1
+            }
+            checked += n
+        }
+        print("gelu \(KernelPath.bestName) vs simd8 on \(checked) bit patterns: \(mismatches) differ (tolerance 0)")
+        #expect(mismatches == 0, "gelu \(KernelPath.bestName) vs simd8: \(mismatches) of \(checked) bit patterns differ, first \(example)")
+    }
+
     /// Both kernels against float64 GELU on the random inputs: within 2e-7 (absolute up to 1,
     /// relative above) wherever the input is finite; subnormal inputs to within one subnormal step.
     @Test(arguments: KernelPath.allCases)
