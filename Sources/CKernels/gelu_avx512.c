@@ -1,7 +1,9 @@
 // Exact-erf GELU on AVX-512F: the arithmetic of `Activation.gelu8` / `VectorMath.normalTail`
 // (Sources/Tensor/Activations.swift, VectorMath.swift) on 16 lanes, which those files document
 // (x Phi(x) = max(x, 0) - |x| Phi(-|x|), Phi(-a) = 2^G(a)). Keep the two in step: the tests
-// compare them bit for bit (Tests/TensorTests/GELUKernelTests.swift).
+// compare them bit for bit on all 2^32 inputs (Tests/TensorTests/GELUKernelTests.swift). Where
+// AVX-512 has a shorter way to the same bits it is used: vrndscaleps + vscalefps for the 2^n scaling,
+// vfnmadd for the sign flip (about 10% fewer instructions than a literal translation).
 //
 // Why C: at the prior's size ([2,24,24,6144], 2 x 28 MB per call) the AVX2 loop is compute-bound at
 // about 12 cycles per 8 lanes, behind PyTorch's AVX-512 Sleef GELU; 16 lanes per instruction halve
@@ -13,8 +15,8 @@
 #include <cpuid.h>
 #include <immintrin.h>
 
-// Every multiply-add below is an explicit _mm512_fmadd_ps, exactly where the Swift code has
-// `addingProduct`; nothing else may be fused, or the two paths would round differently.
+// Every multiply-add below is an explicit _mm512_fmadd_ps / _mm512_fnmadd_ps, exactly where the Swift
+// code has `addingProduct`; nothing else may be fused, or the two paths would round differently.
 #pragma STDC FP_CONTRACT OFF
 
 int ck_cpu_has_avx512f(void) {
@@ -44,29 +46,26 @@ TARGET static inline __m512 normal_tail(__m512 a) {
     g = _mm512_fmadd_ps(g, a, C(-0x1.d63846p-2f));
     g = _mm512_fmadd_ps(g, a, C(-0x1.26aeeap+0f));
     g = _mm512_fmadd_ps(g, a, C(-0x1.fffffep-1f));
-    // n = round(g) by the 1.5 * 2^23 shifter, r = g - n exactly.
-    const __m512 shifter = C(0x1.8p+23f);
-    __m512 k = _mm512_add_ps(g, shifter);
-    __m512 r = _mm512_sub_ps(g, _mm512_sub_ps(k, shifter));
+    // n = round(g) (to nearest even, as the 1.5 * 2^23 shifter in Swift), r = g - n exactly.
+    __m512 n = _mm512_roundscale_ps(g, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(g, n);
     __m512 q = _mm512_fmadd_ps(C(0x1.5bba14p-10f), r, C(0x1.3cea88p-7f));
     q = _mm512_fmadd_ps(q, r, C(0x1.c6b752p-5f));
     q = _mm512_fmadd_ps(q, r, C(0x1.ebf9bcp-3f));
     q = _mm512_fmadd_ps(q, r, C(0x1.62e42ap-1f));
     __m512 p = _mm512_fmadd_ps(q, r, C(1.0f));
-    __m512i scaled = _mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_castps_si512(k), 23));
-    return _mm512_castsi512_ps(scaled);
+    // p 2^n: exact, as Swift's integer add into the exponent field (2^-63 <= result < 1 is normal).
+    return _mm512_scalef_ps(p, n);
 }
 
 // x: 16 lanes -> GELU(x) (Activation.gelu8).
 TARGET static inline __m512 gelu16(__m512 x) {
-    __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7FFFFFFF)));
     // min(9, a) and max(0, x) in this operand order return the second operand for NaN, like
     // Swift's `replacing(with:where:)`, and max(0, -0) keeps -0.
-    __m512 ac = _mm512_min_ps(C(9.0f), a);
+    __m512 ac = _mm512_min_ps(C(9.0f), _mm512_abs_ps(x));
     __m512 positive = _mm512_max_ps(_mm512_setzero_ps(), x);
-    __m512 minus_tail = _mm512_castsi512_ps(
-        _mm512_xor_si512(_mm512_castps_si512(normal_tail(ac)), _mm512_set1_epi32((int)0x80000000)));
-    return _mm512_fmadd_ps(ac, minus_tail, positive);
+    // positive - ac * tail in one rounding: Swift's positive + ac * (tail with its sign bit flipped).
+    return _mm512_fnmadd_ps(ac, normal_tail(ac), positive);
 }
 
 TARGET void ck_gelu_avx512(const float *x, float *out, size_t count) {
