@@ -43,7 +43,10 @@ let package = Package(
         .systemLibrary(
             name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]),
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimise),
+        // AVX-512 kernels in C, chosen at run time (Swift builds for x86-64-v3, see cpuFlags); plain C
+        // elsewhere: it builds on any x86-64 and is empty on other architectures.
+        .target(name: "CKernels"),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimise),
         .target(name: "HTTP1", dependencies: ["COpenSSL"]),
         // libpng behind a small C shim that catches libpng's longjmp errors (libpng-dev, zlib1g-dev).
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png")]),

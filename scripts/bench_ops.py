@@ -5,6 +5,7 @@ real shapes, on the same machine in the same run. Prints a Markdown table for BE
 Run by hand in a virtualenv that has torch (never in CI):
     swift build -c release --product wuerstchen
     /path/to/venv/bin/python scripts/bench_ops.py [--threads 2] [--binary .build/release/wuerstchen]
+        [--filter gelu] [--rounds 5]   # only some cases; alternate the two engines 5 times (shared machines)
 
 Each case has the same name, shapes and work count on both sides; the table gives milliseconds
 (median of the repeats), GFLOP/s or GB/s, and the speed ratio torch_ms / ours_ms (> 1: we are faster).
@@ -129,6 +130,10 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--binary", default=".build/release/wuerstchen")
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--filter", help="only cases whose name contains this text (both engines)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate ours and torch this many times; the table gives the median of the rounds' "
+                         "medians and, with more than one round, the range of the per-round ratios")
     ap.add_argument("--haswell", action="store_true",
                     help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for our run (by default both are unset so OpenBLAS "
                          "picks its kernels for this CPU; the table's first line says which ran)")
@@ -139,29 +144,47 @@ def main():
     if not args.haswell:
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
-    ours_run = subprocess.run([args.binary, "bench", "ops", "--json", "--threads", str(args.threads),
-                               "--repeats", str(args.repeats)], check=True, capture_output=True, text=True, env=env)
-    ours = json.loads(ours_run.stdout)
-    ours_by_name = {c["name"]: c for c in ours["cases"]}
+    command = [args.binary, "bench", "ops", "--json", "--threads", str(args.threads), "--repeats", str(args.repeats)]
+    if args.filter:
+        command += ["--filter", args.filter]
+    torch_cases = [c for c in cases() if not args.filter or args.filter in c[0]]
 
-    print(f"OpenBLAS core: {ours['blas_core']}, threads {args.threads}; torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, {torch.backends.cpu.get_cpu_capability()}")
+    ours_rounds, torch_rounds = {}, {}  # name -> [seconds per round]
+    for _ in range(max(args.rounds, 1)):
+        ours = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout)
+        for c in ours["cases"]:
+            ours_rounds.setdefault(c["name"], []).append(c)
+        for name, work, unit, fn in torch_cases:
+            torch_rounds.setdefault(name, []).append(timed(fn, args.repeats))
+
+    median = lambda xs: sorted(xs)[len(xs) // 2]
+    print(f"OpenBLAS core: {ours['blas_core']}, GELU kernel: {ours.get('gelu_kernel', '?')}, threads {args.threads}; "
+          f"torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, {torch.backends.cpu.get_cpu_capability()}; rounds {args.rounds}")
     print()
-    print("| op (shapes NHWC) | ours ms | ours rate | torch ms | torch rate | torch/ours |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, work, unit, fn in cases():
-        t = timed(fn, args.repeats)
-        mine = ours_by_name.get(name)
+    ranges = args.rounds > 1
+    print("| op (shapes NHWC) | ours ms | ours rate | torch ms | torch rate | torch/ours |" + (" per round |" if ranges else ""))
+    print("| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if ranges else ""))
+    for name, work, unit, fn in torch_cases:
+        t = median(torch_rounds[name])
         rate = lambda s: work / s / 1e9
-        if mine is None:
-            print(f"| {name} | - | - | {t*1e3:.2f} | {rate(t):.1f} {unit} | - |")
+        if name not in ours_rounds:
+            print(f"| {name} | - | - | {t*1e3:.2f} | {rate(t):.1f} {unit} | - |" + (" - |" if ranges else ""))
             continue
-        m = mine["seconds"]
-        print(f"| {name} | {m*1e3:.2f} | {rate(m):.1f} {unit} | {t*1e3:.2f} | {rate(t):.1f} {unit} | {t/m:.2f} |")
-    missing = set(ours_by_name) - {c[0] for c in cases()}
+        mine = [c["seconds"] for c in ours_rounds[name]]
+        m = median(mine)
+        extra = ""
+        if ranges:
+            ratios = [tt / mm for tt, mm in zip(torch_rounds[name], mine)]
+            extra = f" {min(ratios):.2f}-{max(ratios):.2f} |"
+        print(f"| {name} | {m*1e3:.2f} | {rate(m):.1f} {unit} | {t*1e3:.2f} | {rate(t):.1f} {unit} | {t/m:.2f} |" + extra)
+    missing = set(ours_rounds) - {c[0] for c in torch_cases}
     for name in sorted(missing):
-        m = ours_by_name[name]
-        print(f"| {name} | {m['seconds']*1e3:.2f} | {m.get('rate', 0):.1f} {m.get('unit', '')} | - | - | - |")
+        runs = ours_rounds[name]
+        m = median([c["seconds"] for c in runs])
+        unit = runs[0].get("unit", "")
+        rate = runs[0]["rate"] * runs[0]["seconds"] / m
+        print(f"| {name} | {m*1e3:.2f} | {rate:.1f} {unit} | - | - | - |" + (" - |" if ranges else ""))
 
 
 if __name__ == "__main__":

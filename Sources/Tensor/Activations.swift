@@ -1,3 +1,5 @@
+import CKernels
+
 /// Pointwise activations, vectorised over eight lanes and split over `Compute.pool`.
 ///
 /// Formulas and their rounding order follow PyTorch's CPU kernels
@@ -43,21 +45,33 @@ public enum Activation: String, Sendable, CaseIterable {
 
     // x: [...] (any shape), out: same
 
-    /// A new tensor holding the activation of `x`.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// A new tensor holding the activation of `x` (`path`: see `apply`).
+    public func callAsFunction(_ x: Tensor, path: KernelPath = .best) -> Tensor {
         let out = Tensor(uninitialized: x.shape)
-        apply(x.data, out.data, count: x.count)
+        apply(x.data, out.data, count: x.count, path: path)
         return out
     }
 
-    /// Writes the activation of `x` into `x`'s storage.
-    public func applyInPlace(_ x: Tensor) { apply(x.data, x.data, count: x.count) }
+    /// Writes the activation of `x` into `x`'s storage (`path`: see `apply`).
+    public func applyInPlace(_ x: Tensor, path: KernelPath = .best) { apply(x.data, x.data, count: x.count, path: path) }
 
     /// `out[i] = f(x[i])` for `count` elements (`out` may equal `x`), split over `Compute.pool`.
-    public func apply(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
+    /// `path` picks GELU's kernel (the AVX-512 one where available, or the SIMD8 one; same results);
+    /// the other activations have only SIMD8.
+    public func apply(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int, path: KernelPath = .best) {
         // One specialised loop per case: the switch stays outside the inner loop.
         switch self {
-        case .gelu: Activation.run(x, out, count, Activation.gelu8)
+        case .gelu:
+            #if arch(x86_64)
+            if path.usesAVX512 {
+                // Sources/CKernels/gelu_avx512.c: gelu8's arithmetic on 16 lanes.
+                ElementwiseSplit.elements(count, grain: Activation.grain) { lo, hi in
+                    ck_gelu_avx512(x + lo, out + lo, hi - lo)
+                }
+                return
+            }
+            #endif
+            Activation.run(x, out, count, Activation.gelu8)
         case .geluTanh: Activation.run(x, out, count, Activation.geluTanh8)
         case .quickGelu: Activation.run(x, out, count, Activation.quickGelu8)
         case .silu: Activation.run(x, out, count, Activation.silu8)
@@ -65,13 +79,16 @@ public enum Activation: String, Sendable, CaseIterable {
         }
     }
 
+    /// Elements per parallel chunk: activations cost far more per element than a copy, so they split
+    /// at a smaller grain than `ElementwiseSplit.grain`.
+    static let grain = 8192
+
     @inline(__always)
     static func run(
         _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ count: Int,
         _ op: (SIMD8<Float>) -> SIMD8<Float>
     ) {
-        // Activations cost far more per element than a copy: split at a smaller grain.
-        ElementwiseSplit.elements(count, grain: 8192) { lo, hi in
+        ElementwiseSplit.elements(count, grain: Activation.grain) { lo, hi in
             // Four independent vectors per iteration: one vector's chain of ~40 dependent operations
             // (GELU) is longer than the out-of-order window can hide, so a one-vector loop waits on
             // latency; four interleave. Lanes see the same arithmetic whichever group they are in.

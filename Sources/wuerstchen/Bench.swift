@@ -31,7 +31,7 @@ struct BenchOps: ParsableCommand {
         Compute.configure(threads: threads)
         var results: [[String: Any]] = []
         if !json {
-            print("OpenBLAS core \(Compute.blasCoreName), \(Compute.blasThreads) threads")
+            print("OpenBLAS core \(Compute.blasCoreName), \(Compute.blasThreads) threads, GELU kernel \(KernelPath.bestName)")
         }
         for c in OpCases.all() where filter.map({ c.name.contains($0) }) ?? true {
             let s = c.time(repeats: repeats)
@@ -44,6 +44,7 @@ struct BenchOps: ParsableCommand {
         if json {
             let object: [String: Any] = [
                 "blas_core": Compute.blasCoreName, "threads": Compute.blasThreads, "cases": results,
+                "gelu_kernel": KernelPath.bestName,
             ]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))

@@ -52,6 +52,8 @@ enum OpCases {
             cases.append(OpCase(name: name, work: Double(2 * 4 * x.count), unit: "GB/s") { _ = op(x) })
         }
         unary("gelu prior [2,24,24,6144]", [2, 24, 24, 6144]) { $0.gelu() }
+        // The SIMD8 fallback that `gelu` replaces on AVX-512 CPUs (no torch counterpart).
+        unary("gelu prior [2,24,24,6144] simd8", [2, 24, 24, 6144]) { Activation.gelu($0, path: .simd8) }
         unary("gelu decoder [1,128,128,1280]", [1, 128, 128, 1280]) { $0.gelu() }
         unary("silu [1,128,128,1280]", [1, 128, 128, 1280]) { $0.silu() }
         let ln = LayerNorm(eps: 1e-6)
