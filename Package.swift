@@ -40,10 +40,12 @@ let package = Package(
         .systemLibrary(
             name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
+        // oneDNN (Debian's libdnnl-dev has no .pc file: the module map links libdnnl and libgomp itself).
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(
             name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]),
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimise),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL"], swiftSettings: optimise),
         .target(name: "HTTP1", dependencies: ["COpenSSL"]),
         // libpng behind a small C shim that catches libpng's longjmp errors (libpng-dev, zlib1g-dev).
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png")]),
