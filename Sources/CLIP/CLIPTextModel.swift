@@ -81,6 +81,12 @@ public struct CLIPTextModel: @unchecked Sendable {
     private let layers: [EncoderLayer]
     private let final_layer_norm: LayerNorm
 
+    /// The precision the Linear and attention weights are held in (bf16 only when all of them are).
+    public var precision: Precision {
+        !layers.isEmpty && layers.allSatisfy { $0.fc1.weight.precision == .bf16 && $0.self_attn.in_proj_weight.precision == .bf16 }
+            ? .bf16 : .fp32
+    }
+
     private struct EncoderLayer {
         let layer_norm1: LayerNorm
         let self_attn: MultiheadAttention  // q_proj, k_proj, v_proj stacked; out_proj
