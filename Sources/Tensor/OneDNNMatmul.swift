@@ -8,9 +8,12 @@ import Foundation
 /// The weights are PyTorch's `[n, k]` rows read through strides `(1, ldw)` (oneDNN's `ba` layout of a
 /// `[k, n]` matrix), so nothing is transposed or copied here. Primitives are created once per shape and
 /// kept in a bounded dictionary: a denoising loop repeats the same few dozen shapes at every step.
-/// Threads: Debian's oneDNN runs on OpenMP (libgomp), so the thread count is OpenMP's, set from
-/// `Compute.configure(threads:)`, for the calling thread before every call (never more busy threads than
-/// the pool has: the pool and OpenBLAS wait while a matmul runs).
+///
+/// Threads: Debian's oneDNN runs on OpenMP (libgomp), whose idle workers spin after every parallel region
+/// and took a third of the CPU from the element-wise ops between GEMMs (measured with perf on 2 cores).
+/// So every primitive runs single-threaded (OpenMP's thread count 1 on the calling thread: no OpenMP
+/// team at all), and `run` splits the product into column (or row) blocks over `Compute.pool`, one
+/// primitive call per worker, each with its own scratchpad (user scratchpad mode).
 final class OneDNNMatmul: @unchecked Sendable {
     /// The process-wide instance (one CPU engine).
     static let shared = OneDNNMatmul()
@@ -25,15 +28,20 @@ final class OneDNNMatmul: @unchecked Sendable {
     private final class Primitive {
         let handle: dnnl_primitive_t
         let src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, bias: dnnl_memory_desc_t?, dst: dnnl_memory_desc_t
+        let scratchpad: dnnl_memory_desc_t
+        let scratchpadBytes: Int
         let implementation: String
 
         init(handle: dnnl_primitive_t, src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, bias: dnnl_memory_desc_t?,
-             dst: dnnl_memory_desc_t, implementation: String) {
+             dst: dnnl_memory_desc_t, scratchpad: dnnl_memory_desc_t, implementation: String) {
             self.handle = handle
             self.src = src
             self.weights = weights
             self.bias = bias
             self.dst = dst
+            self.scratchpad = scratchpad
+            var d = scratchpad
+            scratchpadBytes = dnnl_memory_desc_get_size(&d)
             self.implementation = implementation
         }
 
@@ -58,14 +66,38 @@ final class OneDNNMatmul: @unchecked Sendable {
         primitive(Key(m: m, n: n, k: k, ldw: k, ldc: n, bias: false, accumulate: false)).implementation
     }
 
-    /// `c[m, n] = a[m, k] w^T (+ bias) (+ c)` with `a` and `w` bfloat16 (`w` rows `ldw` apart, `[n, k]`),
-    /// `c` rows `ldc` apart.
+    /// `c[m, n] = a[m, k] w^T (+ bias) (+ c)` with `a` and `w` bfloat16 (`a` packed `[m, k]`, `w` rows `ldw`
+    /// apart, `[n, k]`), `c` rows `ldc` apart, split over the pool: column blocks (weights and bias rows)
+    /// when n is wide enough, else row blocks.
     func run(m: Int, n: Int, k: Int, a: UnsafePointer<UInt16>, w: UnsafePointer<UInt16>, ldw: Int,
              bias: UnsafePointer<Float>?, accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let threads = Compute.pool.threadCount
+        let byColumns = n >= 128 * threads
+        let extent = byColumns ? n : m
+        // Blocks of whole 16-wide tiles (oneDNN's AVX-512 register blocking), at least 32 rows or columns.
+        let parts = max(1, min(threads, extent / 32))
+        let step = ((extent + parts - 1) / parts + 15) / 16 * 16
+        Compute.pool.parallelFor(parts) { range in
+            for part in range {
+                let lo = part * step, hi = min(extent, lo + step)
+                guard lo < hi else { continue }
+                if byColumns {
+                    runBlock(m: m, n: hi - lo, k: k, a: a, w: w + lo * ldw, ldw: ldw, bias: bias.map { $0 + lo },
+                             accumulate: accumulate, c: c + lo, ldc: ldc)
+                } else {
+                    runBlock(m: hi - lo, n: n, k: k, a: a + lo * k, w: w, ldw: ldw, bias: bias,
+                             accumulate: accumulate, c: c + lo * ldc, ldc: ldc)
+                }
+            }
+        }
+    }
+
+    /// One single-threaded primitive call.
+    private func runBlock(m: Int, n: Int, k: Int, a: UnsafePointer<UInt16>, w: UnsafePointer<UInt16>, ldw: Int,
+                          bias: UnsafePointer<Float>?, accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
         let p = primitive(Key(m: m, n: n, k: k, ldw: ldw, ldc: ldc, bias: bias != nil, accumulate: accumulate))
-        // OpenMP keeps the thread count per calling thread: match the pool's (Compute.configure) every time.
-        let want = Int32(Compute.pool.threadCount)
-        if omp_get_max_threads() != want { omp_set_num_threads(want) }
+        // OpenMP keeps the thread count per calling thread: 1 on every thread that calls in.
+        if omp_get_max_threads() != 1 { omp_set_num_threads(1) }
 
         var memories: [dnnl_memory_t?] = []
         defer { for mem in memories { dnnl_memory_destroy(mem) } }
@@ -76,10 +108,14 @@ final class OneDNNMatmul: @unchecked Sendable {
             memories.append(mem)
             return mem!
         }
+        let scratchBytes = max(p.scratchpadBytes, 64)
+        let scratch = BufferCache.shared.allocate(bytes: scratchBytes)
+        defer { BufferCache.shared.release(scratch, bytes: scratchBytes) }
         var args = [
             dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: memory(p.src, a)),
             dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: memory(p.weights, w)),
             dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: memory(p.dst, c)),
+            dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: memory(p.scratchpad, scratch)),
         ]
         if let bias, let desc = p.bias { args.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: memory(desc, bias))) }
         var stream: dnnl_stream_t?
@@ -129,6 +165,7 @@ final class OneDNNMatmul: @unchecked Sendable {
         var attr: dnnl_primitive_attr_t?
         OneDNNMatmul.check(dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create")
         defer { dnnl_primitive_attr_destroy(attr) }
+        OneDNNMatmul.check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad mode")
         if key.accumulate {
             var ops: dnnl_post_ops_t?
             OneDNNMatmul.check(dnnl_post_ops_create(&ops), "dnnl_post_ops_create")
@@ -141,10 +178,11 @@ final class OneDNNMatmul: @unchecked Sendable {
         defer { dnnl_primitive_desc_destroy(pd) }
         var name: UnsafePointer<CChar>?
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name)
+        let scratchpad = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0).pointee
         var handle: dnnl_primitive_t?
         OneDNNMatmul.check(dnnl_primitive_create(&handle, pd), "matmul primitive \(key)")
         return Primitive(
-            handle: handle!, src: src, weights: weights, bias: bias, dst: dst,
+            handle: handle!, src: src, weights: weights, bias: bias, dst: dst, scratchpad: scratchpad,
             implementation: name.map { String(cString: $0) } ?? "unknown")
     }
 

@@ -71,24 +71,15 @@ public struct WeightMatrix: @unchecked Sendable {
         let cols = parts[0].cols, precision = parts[0].precision
         precondition(parts.allSatisfy { $0.cols == cols }, "WeightMatrix.stacked: column counts differ, \(parts.map(\.shape))")
         let rows = parts.reduce(0) { $0 + $1.rows }
-        switch precision {
-        case .fp32:
-            let out = Tensor(uninitialized: [rows, cols])
-            var at = 0
-            for p in parts {
-                (out.data + at).update(from: p.converted(to: .fp32).float32.data, count: p.rows * cols)
-                at += p.rows * cols
-            }
-            return WeightMatrix(out)
-        case .bf16:
-            let out = BFloat16Storage(count: rows * cols)
-            var at = 0
-            for p in parts {
-                guard case .bfloat16(let s) = p.converted(to: .bf16).storage else { preconditionFailure("unreachable") }
-                (out.pointer + at).update(from: s.pointer, count: p.rows * cols)
-                at += p.rows * cols
-            }
-            return WeightMatrix(rows: rows, cols: cols, bfloat16: out)
+        // Float32 first, rounded once at the end when bfloat16: rounding is idempotent, so bfloat16 parts
+        // come out bit for bit as they went in.
+        let out = Tensor(uninitialized: [rows, cols])
+        var at = 0
+        for p in parts {
+            let f = p.float32
+            (out.data + at).update(from: f.data, count: p.rows * cols)
+            at += p.rows * cols
         }
+        return WeightMatrix(out).converted(to: precision)
     }
 }
