@@ -121,8 +121,21 @@ struct BFloat16ParityTests {
             ("decoder text encoder (H)", { p in
                 try CLIPTextModel(folder: decoder.appendingPathComponent("text_encoder"), precision: p)(
                     ids: tokens.map(\.ids), attentionMask: tokens.map(\.attentionMask)) }),
-            ("prior 512 px", { p in
-                try WuerstchenPrior(folder: prior.appendingPathComponent("prior"), precision: p)(priorX, r: [0.9, 0.3], clip: priorClip) }),
+            // The prior returns (x - a) / |1 - b| with (a, b) its last conv's output: with random weights some b
+            // land near 1 and the division makes the output chaotic (make_real_random.py's prior reaches 5e4,
+            // and torch's own bf16 run is 1.25 relative from its fp32 one). So the prior is compared on weights
+            // of std 0.02 drawn here with b's bias at -3 (|1 - b| near 4), where in fp32 a 1e-3 change of the
+            // input moves the output by 1e-3 of its size. The files' prior is printed only.
+            ("prior 512 px (weights std 0.02, b bias -3)", { p in
+                let gen = TorchGenerator(seed: 5)
+                var weights: [String: Tensor] = [:]
+                for spec in WuerstchenPrior.parameters(.v2) {
+                    let t = gen.randn(spec.shape)
+                    t.mulInPlace(0.02)
+                    weights[spec.name] = t
+                }
+                for i in 16..<32 { weights["out.1.bias"]!.data[i] = -3 }
+                return try WuerstchenPrior(config: .v2, weights: weights, precision: p)(priorX, r: [0.9, 0.3], clip: priorClip) }),
             ("decoder 512 px", { p in
                 try WuerstchenDiffNeXt(folder: decoder.appendingPathComponent("decoder"), precision: p)(
                     decX, r: [0.8, 0.2], effnet: effnet, clip: decClip) }),
@@ -134,5 +147,15 @@ struct BFloat16ParityTests {
             let got = try run(.bf16)
             Self.compare("real architecture", fp32: [(name, want)], bf16: [(name, got)])
         }
+        let filePrior = { (p: Precision, x: Tensor) in
+            try WuerstchenPrior(folder: prior.appendingPathComponent("prior"), precision: p)(x, r: [0.9, 0.3], clip: priorClip)
+        }
+        let want = try filePrior(.fp32, priorX)
+        let noise = gen.randn(priorX.shape)
+        noise.mulInPlace(1e-3)
+        noise.addInPlace(priorX)
+        let perturbed = try filePrior(.fp32, noise), got = try filePrior(.bf16, priorX)
+        for i in 0..<got.count { #expect(got[flat: i].isFinite, "file prior bf16 output \(i) is \(got[flat: i])") }
+        print("real architecture, prior of the files (not asserted): bf16 vs fp32 \(Self.relative(got, want)); fp32 with 1e-3 input noise vs fp32 \(Self.relative(perturbed, want))")
     }
 }
