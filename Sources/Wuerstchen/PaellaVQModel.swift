@@ -222,7 +222,8 @@ public struct PaellaVQModel: @unchecked Sendable {
         up_blocks = Self.decoderLayout(c).map { d in
             d.upscale
                 ? .upscale(ConvTranspose2d(
-                    weight: w["up_blocks.\(d.index).weight"], bias: w["up_blocks.\(d.index).bias"], stride: 2, padding: 1))
+                    weight: w.take("up_blocks.\(d.index).weight"), bias: w["up_blocks.\(d.index).bias"], stride: 2, padding: 1
+                ).converted(to: w.precision))
                 : .block(MixingResidualBlock(w, "up_blocks.\(d.index)"))
         }
         out_block = w.conv("out_block.0")

@@ -295,7 +295,7 @@ public struct WuerstchenDiffNeXt: @unchecked Sendable {
                 }
             }
             let upscaler = i > 0
-                ? ConvTranspose2d(weight: w.take(p + "\(k).1.weight"), bias: w[p + "\(k).1.bias"], stride: 2) : nil
+                ? ConvTranspose2d(weight: w.take(p + "\(k).1.weight"), bias: w[p + "\(k).1.bias"], stride: 2).converted(to: w.precision) : nil
             up.append(DiffNeXtLevel(downscaler: nil, blocks: blocks, upscaler: upscaler, injectsEffnet: c.injectEffnet[i]))
         }
         down_blocks = down

@@ -84,6 +84,22 @@ struct BFloat16GEMMTests {
         #expect(err < 2e-6, "relative error \(err)")
     }
 
+    /// Transposed convolutions: the GEMM in bfloat16, the col2im sums in float32.
+    @Test(arguments: [(2, 2, 0), (4, 2, 1)])
+    func transposedConvolutionMatchesFloat32(kernel: (size: Int, stride: Int, padding: Int)) {
+        let x = Self.rounded([2, 9, 7, 24], seed: 14)
+        let conv = ConvTranspose2d(
+            weight: Self.rounded([24, 20, kernel.size, kernel.size], seed: 15), bias: Self.rounded([20], seed: 16),
+            stride: kernel.stride, padding: kernel.padding, workspaceBytes: 4096)
+        let bf16 = conv.converted(to: .bf16)
+        #expect(bf16.precision == .bf16 && bf16.converted(to: .fp32).precision == .fp32)
+        let err = Self.relativeError(bf16(x), conv(x))
+        let back = Self.relativeError(bf16.converted(to: .fp32)(x), conv(x))
+        #expect(back < 1e-6, "bf16 kernel widened back to fp32 differs by \(back) (the inputs were bfloat16 already)")
+        print("bf16 ConvTranspose2d \(kernel.size)x\(kernel.size)/s\(kernel.stride)/p\(kernel.padding): relative error \(err) (tolerance 2e-6)")
+        #expect(err < 2e-6, "relative error \(err)")
+    }
+
     /// oneDNN picks its AVX512-BF16 kernels, not a reference or emulated path (which would be slower than fp32).
     @Test func usesNativeBFloat16Kernels() {
         let name = GEMM.bfloat16Implementation(m: 288, n: 6144, k: 1536)
