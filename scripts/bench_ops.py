@@ -52,6 +52,17 @@ def cases():
     linear("linear decoder 16384x320->1280", 16384, 320, 1280)
     linear("linear decoder 16384x1280->320", 16384, 1280, 320)
 
+    def linear_bf16(name, m, k, n):
+        # What diffusers runs with torch_dtype=torch.bfloat16 (bfloat16 in and out).
+        x, w, b = r(m, k).bfloat16(), r(n, k).bfloat16(), r(n).bfloat16()
+        out.append((name, 2 * m * k * n, "GFLOP/s", lambda: F.linear(x, w, b)))
+
+    linear_bf16("linear bf16 prior 288x1536->6144", 288, 1536, 6144)
+    linear_bf16("linear bf16 prior 1152x1536->6144", 1152, 1536, 6144)
+    linear_bf16("linear bf16 prior 1152x6144->1536", 1152, 6144, 1536)
+    linear_bf16("linear bf16 decoder 16384x320->1280", 16384, 320, 1280)
+    linear_bf16("linear bf16 decoder 16384x1280->320", 16384, 1280, 320)
+
     def conv(name, b, c, h, w, co, k, s, p):
         x, wt, bias = r(b, c, h, w), r(co, c, k, k), r(co)
         ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1

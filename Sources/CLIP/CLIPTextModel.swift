@@ -81,6 +81,12 @@ public struct CLIPTextModel: @unchecked Sendable {
     private let layers: [EncoderLayer]
     private let final_layer_norm: LayerNorm
 
+    /// The precision the Linear and attention weights are held in (bf16 only when all of them are).
+    public var precision: Precision {
+        !layers.isEmpty && layers.allSatisfy { $0.fc1.weight.precision == .bf16 && $0.self_attn.in_proj_weight.precision == .bf16 }
+            ? .bf16 : .fp32
+    }
+
     private struct EncoderLayer {
         let layer_norm1: LayerNorm
         let self_attn: MultiheadAttention  // q_proj, k_proj, v_proj stacked; out_proj
@@ -114,56 +120,58 @@ public struct CLIPTextModel: @unchecked Sendable {
         return specs
     }
 
-    /// The model over `weights` (PyTorch layout, names from `parameters(config)`).
-    public init(config c: CLIPTextConfig, weights: consuming [String: Tensor]) throws {
+    /// The model over `weights` (PyTorch layout, names from `parameters(config)`), Linear weights in `precision`.
+    public init(config c: CLIPTextConfig, weights: consuming [String: Tensor], precision: Precision = .fp32) throws {
         var w = consume weights
+        try self.init(config: c, precision: precision) { name in
+            guard let x = w.removeValue(forKey: name) else { preconditionFailure("weight '\(name)' missing after strict load") }
+            return x
+        }
+    }
+
+    /// The model over tensors handed out once each by `take` (by PyTorch name, without `text_model.`).
+    init(config c: CLIPTextConfig, precision: Precision, take: (String) throws -> Tensor) throws {
         guard let act = Activation(name: c.hiddenAct) else {
             throw CLIPModelError(description: "config hidden_act '\(c.hiddenAct)' is not supported (gelu, quick_gelu, gelu_new, silu)")
         }
         guard c.hiddenSize % c.numAttentionHeads == 0 else {
             throw CLIPModelError(description: "config hidden_size \(c.hiddenSize) is not divisible by num_attention_heads \(c.numAttentionHeads)")
         }
-        // Every tensor is taken out of the dictionary as it is used, so that those the layers convert
-        // (q, k, v stacked into one projection) are freed at once rather than at the end of loading.
-        func t(_ name: String) -> Tensor {
-            guard let x = w.removeValue(forKey: name) else { preconditionFailure("weight '\(name)' missing after strict load") }
-            return x
-        }
-        func linear(_ p: String) -> Linear { Linear(weight: t(p + ".weight"), bias: t(p + ".bias")) }
-        func norm(_ p: String) -> LayerNorm { LayerNorm(weight: t(p + ".weight"), bias: t(p + ".bias"), eps: c.layerNormEps) }
+        // Every tensor is taken as it is used, so that those the layers convert (q, k, v stacked into one
+        // projection, bfloat16) are freed at once rather than at the end of loading.
+        func t(_ name: String) throws -> Tensor { try take(name) }
+        func linear(_ p: String) throws -> Linear { Linear(weight: try t(p + ".weight"), bias: try t(p + ".bias")) }
+        func norm(_ p: String) throws -> LayerNorm { LayerNorm(weight: try t(p + ".weight"), bias: try t(p + ".bias"), eps: c.layerNormEps) }
         config = c
         activation = act
-        token_embedding = t("embeddings.token_embedding.weight")
-        position_embedding = t("embeddings.position_embedding.weight")
-        layers = (0..<c.numHiddenLayers).map { i in
+        token_embedding = try t("embeddings.token_embedding.weight")
+        position_embedding = try t("embeddings.position_embedding.weight")
+        layers = try (0..<c.numHiddenLayers).map { i in
             let p = "encoder.layers.\(i)."
             return EncoderLayer(
-                layer_norm1: norm(p + "layer_norm1"),
+                layer_norm1: try norm(p + "layer_norm1"),
                 self_attn: MultiheadAttention(
-                    query: linear(p + "self_attn.q_proj"), key: linear(p + "self_attn.k_proj"),
-                    value: linear(p + "self_attn.v_proj"), out: linear(p + "self_attn.out_proj"),
-                    heads: c.numAttentionHeads),
-                layer_norm2: norm(p + "layer_norm2"),
-                fc1: linear(p + "mlp.fc1"), fc2: linear(p + "mlp.fc2"))
+                    query: try linear(p + "self_attn.q_proj"), key: try linear(p + "self_attn.k_proj"),
+                    value: try linear(p + "self_attn.v_proj"), out: try linear(p + "self_attn.out_proj"),
+                    heads: c.numAttentionHeads
+                ).converted(to: precision),
+                layer_norm2: try norm(p + "layer_norm2"),
+                fc1: try linear(p + "mlp.fc1").converted(to: precision), fc2: try linear(p + "mlp.fc2").converted(to: precision))
         }
-        final_layer_norm = norm("final_layer_norm")
+        final_layer_norm = try norm("final_layer_norm")
     }
 
     /// Loads `config.json` and the weights of a `text_encoder` folder (transformers or Paddle
     /// layout, `text_model.`-prefixed names or not, fp32 or fp16 files).
-    public init(folder: URL, variant: WeightsVariant = .preferFull) throws {
+    /// Tensors are read one at a time and Linear weights converted to `precision` as they are.
+    public init(folder: URL, variant: WeightsVariant = .preferFull, precision: Precision = .fp32) throws {
         let config = try loadConfig(CLIPTextConfig.self, from: folder)
         let weights = try ModelFolder.locateWeights(in: folder, variant: variant)
         // transformers 4.x (the published files) nests everything under `text_model.`; 5.x does not.
-        let prefixed = weights.checkpoint.info("text_model.final_layer_norm.weight") != nil
-        let specs = Self.parameters(config).map {
-            prefixed ? ParameterSpec("text_model." + $0.name, $0.shape, $0.kind) : $0
-        }
-        var loaded = try weights.load(specs)
-        if prefixed {
-            loaded = Dictionary(uniqueKeysWithValues: loaded.map { (String($0.key.dropFirst("text_model.".count)), $0.value) })
-        }
-        try self.init(config: config, weights: consume loaded)
+        let prefix = weights.checkpoint.info("text_model.final_layer_norm.weight") != nil ? "text_model." : ""
+        let specs = Self.parameters(config).map { ParameterSpec(prefix + $0.name, $0.shape, $0.kind) }
+        let parameters = try weights.lazy(specs)
+        try self.init(config: config, precision: precision) { try parameters.tensor(prefix + $0) }
     }
 
     /// ids: [B, L] token ids, mask: [B, L] of 1 (token) / 0 (padding), or nil for no padding mask.

@@ -35,6 +35,11 @@ public struct ComponentWeights: Sendable {
     public func load(_ parameters: [ParameterSpec]) throws -> [String: Tensor] {
         try WeightLoader.load(parameters, from: checkpoint, layout: layout)
     }
+
+    /// Validates `parameters` strictly and returns them to be read one at a time (see `LazyParameters`).
+    public func lazy(_ parameters: [ParameterSpec]) throws -> LazyParameters {
+        try LazyParameters(parameters, from: checkpoint, layout: layout)
+    }
 }
 
 /// Finds and opens the weights of a component folder in diffusers or PaddlePaddle layout.

@@ -61,6 +61,16 @@ public enum WeightLoader {
     /// tensors. Undeclared I64 tensors (buffers such as `position_ids`, `num_batches_tracked`) are
     /// ignored; they are never required.
     public static func load(_ parameters: [ParameterSpec], from source: any TensorSource, layout: WeightLayout) throws -> [String: Tensor] {
+        try validate(parameters, in: source, layout: layout)
+        var out: [String: Tensor] = [:]
+        out.reserveCapacity(parameters.count)
+        for p in parameters { out[p.name] = try tensor(p, from: source, layout: layout) }
+        return out
+    }
+
+    /// The strict half of `load`: throws one `WeightMismatchError` listing all missing, unexpected and
+    /// mis-shaped tensors, reading no tensor data.
+    public static func validate(_ parameters: [ParameterSpec], in source: any TensorSource, layout: WeightLayout) throws {
         var declared = Set<String>()
         for p in parameters {
             precondition(declared.insert(p.name).inserted, "parameter '\(p.name)' declared twice")
@@ -90,19 +100,15 @@ public enum WeightLoader {
                 files: source.files.map(\.path), missing: missing.sorted { $0.name < $1.name },
                 unexpected: unexpected, misShaped: misShaped.sorted { $0.name < $1.name })
         }
-        var out: [String: Tensor] = [:]
-        out.reserveCapacity(parameters.count)
-        for p in parameters {
-            let stored = storedName(p, layout: layout)
-            if layout == .paddle, p.kind == .linearWeight {
-                out[p.name] = try source.withRawBytes(stored) { info, raw in
-                    transposedLinear(info, raw, outShape: p.shape)
-                }
-            } else {
-                out[p.name] = try source.tensor(stored)
-            }
+    }
+
+    /// One declared (and validated) parameter as Float32 in PyTorch layout.
+    public static func tensor(_ p: ParameterSpec, from source: any TensorSource, layout: WeightLayout) throws -> Tensor {
+        let stored = storedName(p, layout: layout)
+        if layout == .paddle, p.kind == .linearWeight {
+            return try source.withRawBytes(stored) { info, raw in transposedLinear(info, raw, outShape: p.shape) }
         }
-        return out
+        return try source.tensor(stored)
     }
 
     /// A Paddle `[in, out]` Linear weight as PyTorch's `[out, in]`.
@@ -117,5 +123,31 @@ public enum WeightLoader {
             Transpose.matrix(widened.data, rows: inF, cols: outF, into: out.data)
         }
         return out
+    }
+}
+
+/// Declared parameters of a checkpoint, checked strictly when made and then read one at a time, when a
+/// module asks for them: a model built from it never holds more than one raw tensor beyond what its
+/// modules keep (which matters when they keep a converted form, such as bfloat16 GEMM weights).
+public final class LazyParameters: @unchecked Sendable {
+    private let specs: [String: ParameterSpec]
+    private let source: any TensorSource
+    private let layout: WeightLayout
+
+    /// Validates `parameters` against `source` (see `WeightLoader.validate`); reads nothing yet.
+    public init(_ parameters: [ParameterSpec], from source: any TensorSource, layout: WeightLayout) throws {
+        try WeightLoader.validate(parameters, in: source, layout: layout)
+        specs = Dictionary(parameters.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        self.source = source
+        self.layout = layout
+    }
+
+    /// Names of the declared parameters.
+    public var names: [String] { Array(specs.keys) }
+
+    /// The parameter `name` (a declared one) as Float32 in PyTorch layout, read now.
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let spec = specs[name] else { preconditionFailure("parameter '\(name)' was not declared") }
+        return try WeightLoader.tensor(spec, from: source, layout: layout)
     }
 }

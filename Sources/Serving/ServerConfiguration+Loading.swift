@@ -155,9 +155,6 @@ extension ServerConfiguration {
         case (nil, _): throw ConfigurationError(field: "tls.certificate", source: source("tls.private_key"), message: "tls needs both certificate and private_key")
         case (_, nil): throw ConfigurationError(field: "tls.private_key", source: source("tls.certificate"), message: "tls needs both certificate and private_key")
         }
-        if config.precision == "bf16" {
-            throw ConfigurationError(field: "precision", source: source("precision"), message: "bf16 is not implemented yet; use fp32")
-        }
         return config
     }
 

@@ -38,7 +38,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var prior: String?
     /// `decoder`: decoder pipeline folder.
     public var decoder: String?
-    /// `precision`: `fp32` (`bf16` is not implemented yet).
+    /// `precision`: `fp32`, or `bf16` (GEMM weights in bfloat16 through oneDNN; fp32 with a logged message on
+    /// CPUs without AVX512-BF16).
     public var precision = "fp32"
     /// `threads`: threads for OpenBLAS and the op pool, 0 for every core.
     public var threads = 0

@@ -52,8 +52,8 @@ public func scaledDotProductAttention(
 /// `AttnBlock` reproduces with separate `to_q`/`to_k`/`to_v`) calls it as `attn(x, kv, kv)` with
 /// `kv = cat([x, kv], dim=1)` for self-attention: `callAsFunction(_:keyValue:selfAttention:)`.
 public struct MultiheadAttention: @unchecked Sendable {
-    /// `[3E, E]`: the query, key and value projections stacked, in that order.
-    public var in_proj_weight: Tensor
+    /// `[3E, E]`: the query, key and value projections stacked, in that order (Float32 or bfloat16).
+    public var in_proj_weight: WeightMatrix
     /// `[3E]`.
     public var in_proj_bias: Tensor
     /// `[E, E]` output projection with bias.
@@ -63,6 +63,12 @@ public struct MultiheadAttention: @unchecked Sendable {
 
     /// A layer over PyTorch's own parameters (`in_proj_weight`, `in_proj_bias`, `out_proj.weight`, `out_proj.bias`).
     public init(in_proj_weight: Tensor, in_proj_bias: Tensor, out_proj: Linear, heads: Int) {
+        precondition(in_proj_weight.rank == 2, "MultiheadAttention in_proj_weight must be [3E, E], got \(in_proj_weight.shape)")
+        self.init(in_proj_weight: WeightMatrix(in_proj_weight), in_proj_bias: in_proj_bias, out_proj: out_proj, heads: heads)
+    }
+
+    /// A layer over a stacked projection in either precision.
+    public init(in_proj_weight: WeightMatrix, in_proj_bias: Tensor, out_proj: Linear, heads: Int) {
         let e = out_proj.outFeatures
         precondition(in_proj_weight.shape == [3 * e, e], "MultiheadAttention in_proj_weight must be [\(3 * e), \(e)], got \(in_proj_weight.shape)")
         precondition(in_proj_bias.shape == [3 * e], "MultiheadAttention in_proj_bias must be [\(3 * e)], got \(in_proj_bias.shape)")
@@ -81,13 +87,19 @@ public struct MultiheadAttention: @unchecked Sendable {
         for (name, p) in [("query", query), ("key", key), ("value", value)] {
             precondition(p.weight.shape == [e, e] && p.bias != nil, "MultiheadAttention \(name) projection must be [\(e), \(e)] with bias, got \(p.weight.shape)")
         }
-        let w = Tensor(uninitialized: [3 * e, e])
+        let w = WeightMatrix.stacked([query.weight, key.weight, value.weight])
         let bias = Tensor(uninitialized: [3 * e])
         for (i, p) in [query, key, value].enumerated() {
-            (w.data + i * e * e).update(from: p.weight.data, count: e * e)
             (bias.data + i * e).update(from: p.bias!.data, count: e)
         }
         self.init(in_proj_weight: w, in_proj_bias: bias, out_proj: out, heads: heads)
+    }
+
+    /// The same layer with its projection weights in `precision`.
+    public func converted(to precision: Precision) -> MultiheadAttention {
+        MultiheadAttention(
+            in_proj_weight: in_proj_weight.converted(to: precision), in_proj_bias: in_proj_bias,
+            out_proj: out_proj.converted(to: precision), heads: heads)
     }
 
     /// Embedding size E.
@@ -139,13 +151,9 @@ public struct MultiheadAttention: @unchecked Sendable {
     private func project(_ x: Tensor, rows: Range<Int>) -> Tensor {
         let e = embedDim, n = rows.count, m = x.count / e
         let y = Tensor(uninitialized: [m, n])
-        let bias = in_proj_bias.data + rows.lowerBound
-        Compute.pool.parallelFor(m, grain: 64) { r in
-            for i in r { (y.data + i * n).update(from: bias, count: n) }
-        }
-        GEMM.sgemm(
-            transB: true, m: m, n: n, k: e, a: x.data, lda: e,
-            b: in_proj_weight.data + rows.lowerBound * e, ldb: e, beta: 1, c: y.data, ldc: n)
+        GEMM.linear(
+            m: m, a: x.data, lda: e, weight: in_proj_weight, rows: rows, bias: in_proj_bias.data + rows.lowerBound,
+            c: y.data, ldc: n)
         return y
     }
 }

@@ -9,10 +9,12 @@
 ///   4x4/stride-2/padding-1 downscalers take the general path.
 /// The default 8 MB workspace keeps the column block in cache for the GEMM (measured as fast as a bare
 /// sgemm of the same size; 64 MB blocks were 5-15% slower) and below glibc's mmap threshold.
-/// The kernel is permuted once at init so that every GEMM is `[rows, kh*kw*Cin] x W^T`.
+/// The kernel is permuted once at init so that every GEMM is `[rows, kh*kw*Cin] x W^T`; in `bf16`
+/// precision (`converted(to:)`) that kernel is held in bfloat16 and the columns are rounded at the GEMM.
 public struct Conv2d: @unchecked Sendable {
-    /// The checkpoint's `weight` (`[Cout, Cin, kh, kw]`), stored permuted to `[Cout, kh, kw, Cin]`.
-    public let weight: Tensor
+    /// The checkpoint's `weight` (`[Cout, Cin, kh, kw]`), stored permuted to `[Cout, kh, kw, Cin]` and
+    /// viewed as the GEMM's `[Cout, kh*kw*Cin]`.
+    public private(set) var weight: WeightMatrix
     /// The checkpoint's `bias` (`[Cout]`), or nil for `bias=False`.
     public let bias: Tensor?
     /// Step between receptive fields, both axes.
@@ -47,7 +49,7 @@ public struct Conv2d: @unchecked Sendable {
         self.bias = bias
         self.workspaceBytes = workspaceBytes
         if kh == 1 && kw == 1 {
-            self.weight = weight.reshaped([co, 1, 1, ci])
+            self.weight = WeightMatrix(weight.reshaped([co, ci]))
         } else {
             // [Cout, Cin, kh, kw] -> [Cout, kh, kw, Cin]
             let w = Tensor(uninitialized: [co, kh, kw, ci])
@@ -57,8 +59,15 @@ public struct Conv2d: @unchecked Sendable {
                     for t in 0..<(kh * kw) { dst[(o * kh * kw + t) * ci + c] = src[(o * ci + c) * kh * kw + t] }
                 }
             }
-            self.weight = w
+            self.weight = WeightMatrix(w.reshaped([co, kh * kw * ci]))
         }
+    }
+
+    /// The same layer with its kernel in `precision`.
+    public func converted(to precision: Precision) -> Conv2d {
+        var c = self
+        c.weight = weight.converted(to: precision)
+        return c
     }
 
     /// Output height and width for an input of `height` x `width`.
@@ -79,21 +88,12 @@ public struct Conv2d: @unchecked Sendable {
         let out = Tensor(uninitialized: [b, ho, wo, co])
         let rows = b * ho * wo
         let bias = self.bias
-        let beta: Float = bias == nil ? 0 : 1
-
-        // Bias preloaded into the rows the GEMM then accumulates onto (beta = 1).
-        func preload(_ r: Range<Int>) {
-            guard let bias else { return }
-            for i in r { (out.data + i * co).update(from: bias.data, count: co) }
-        }
 
         if kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == 0 {
             // The image is the GEMM's A as it stands. (Blocking the rows so the preloaded output stays
             // in cache measured no faster.)
-            Compute.pool.parallelFor(rows, grain: 256) { preload($0) }
-            GEMM.sgemm(
-                transB: true, m: rows, n: co, k: inChannels, a: x.data, lda: inChannels,
-                b: weight.data, ldb: inChannels, beta: beta, c: out.data, ldc: co)
+            GEMM.linear(
+                m: rows, a: x.data, lda: inChannels, weight: weight, bias: bias?.data, c: out.data, ldc: co)
             return out
         }
 
@@ -109,11 +109,9 @@ public struct Conv2d: @unchecked Sendable {
             let r1 = min(rows, r0 + blockRows)
             Compute.pool.parallelFor(r1 - r0, grain: 64) { r in
                 lowering.fill(x.data, rows: (r0 + r.lowerBound)..<(r0 + r.upperBound), into: buffer + r.lowerBound * k)
-                preload((r0 + r.lowerBound)..<(r0 + r.upperBound))
             }
-            GEMM.sgemm(
-                transB: true, m: r1 - r0, n: co, k: k, a: buffer, lda: k,
-                b: weight.data, ldb: k, beta: beta, c: out.data + r0 * co, ldc: co)
+            GEMM.linear(
+                m: r1 - r0, a: buffer, lda: k, weight: weight, bias: bias?.data, c: out.data + r0 * co, ldc: co)
             r0 = r1
         }
         return out

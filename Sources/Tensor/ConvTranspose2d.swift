@@ -9,10 +9,18 @@
 /// `kernel == stride` and no padding (Würstchen's 2x2/stride-2 upscalers) every output pixel has
 /// exactly one source and col2im is a depth-to-space copy; Paella's 4x4/stride-2/padding-1 upscalers
 /// sum four. Input rows are processed in blocks so the GEMM buffer stays below `workspaceBytes`
-/// (8 MB by default: in cache for the gather, measured as fast as larger blocks).
+/// (8 MB by default: in cache for the gather, measured as fast as larger blocks). The GEMM goes through
+/// `GEMM.linear`, so in `bf16` precision (`converted(to:)`) the kernel is held in bfloat16 and the input
+/// rounded at the GEMM; the col2im sums stay float32.
 public struct ConvTranspose2d: @unchecked Sendable {
-    /// The checkpoint's `weight` (`[Cin, Cout, kh, kw]`), stored permuted to `[Cin, kh, kw, Cout]`.
-    public let weight: Tensor
+    /// The checkpoint's `weight` (`[Cin, Cout, kh, kw]`), as the GEMM takes it.
+    private var kernel: Kernel
+    /// Float32 as `[Cin, kh*kw*Cout]` (OpenBLAS, not transposed); bfloat16 as `[kh*kw*Cout, Cin]`, the
+    /// `[out, in]` form `GEMM.linear` takes.
+    private enum Kernel {
+        case float32(Tensor)
+        case bfloat16(WeightMatrix)
+    }
     /// The checkpoint's `bias` (`[Cout]`), or nil for `bias=False`.
     public let bias: Tensor?
     /// Step between the input pixels' footprints in the output, both axes.
@@ -56,7 +64,36 @@ public struct ConvTranspose2d: @unchecked Sendable {
                 for t in 0..<(kh * kw) { dst[(c * kh * kw + t) * co + o] = src[(c * co + o) * kh * kw + t] }
             }
         }
-        self.weight = w
+        kernel = .float32(w)
+    }
+
+    /// The precision the kernel is held in.
+    public var precision: Precision {
+        if case .bfloat16 = kernel { return .bf16 }
+        return .fp32
+    }
+
+    /// The same layer with its kernel in `precision`.
+    public func converted(to precision: Precision) -> ConvTranspose2d {
+        var c = self
+        let n = kernelHeight * kernelWidth * outChannels, ci = inChannels
+        switch (kernel, precision) {
+        case (.float32(let w), .bf16):
+            let t = Tensor(uninitialized: [n, ci])  // [Cin, n] -> [n, Cin]
+            for r in 0..<ci {
+                for j in 0..<n { t.data[j * ci + r] = w.data[r * n + j] }
+            }
+            c.kernel = .bfloat16(WeightMatrix(t).converted(to: .bf16))
+        case (.bfloat16(let m), .fp32):
+            let t = m.float32, w = Tensor(uninitialized: [ci, n])
+            for j in 0..<n {
+                for r in 0..<ci { w.data[r * n + j] = t.data[j * ci + r] }
+            }
+            c.kernel = .float32(w)
+        default:
+            break
+        }
+        return c
     }
 
     /// Output height and width for an input of `height` x `width`.
@@ -110,9 +147,13 @@ public struct ConvTranspose2d: @unchecked Sendable {
                             (buffer).update(from: buffer + (r0 - keep - lo) * rowFloats, count: keep * rowFloats)
                         }
                         lo = r0 - keep
-                        GEMM.sgemm(
-                            m: (r1 - r0) * w, n: n, k: ci, a: x.data + (bi * h + r0) * w * ci, lda: ci,
-                            b: weight.data, ldb: n, c: buffer + keep * rowFloats, ldc: n)
+                        let a = x.data + (bi * h + r0) * w * ci, c = buffer + keep * rowFloats
+                        switch kernel {
+                        case .float32(let weight):
+                            GEMM.sgemm(m: (r1 - r0) * w, n: n, k: ci, a: a, lda: ci, b: weight.data, ldb: n, c: c, ldc: n)
+                        case .bfloat16(let weight):
+                            GEMM.linear(m: (r1 - r0) * w, a: a, lda: ci, weight: weight, bias: nil, c: c, ldc: n)
+                        }
                         // Output rows complete once input rows lo..<r1 are in.
                         let oyLo = r0 == 0 ? 0 : max(0, r0 * s - p)
                         let oyHi = r1 == h ? ho : min(ho, r1 * s - p)

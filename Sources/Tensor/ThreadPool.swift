@@ -5,10 +5,12 @@ import Foundation
 /// Splits loops of the non-BLAS ops across a fixed number of workers.
 ///
 /// Work runs on libdispatch's worker threads through `concurrentPerform`, never more chunks than
-/// `threadCount`. GEMMs run on OpenBLAS's own threads; the two never oversubscribe the cores because
-/// every op is synchronous: an op either calls BLAS with its threads or splits its loop here. The one
-/// exception is attention, whose pool workers each call OpenBLAS with its thread count set to 1 for
-/// the duration (see `AttentionKernel`), so there are still never more busy threads than `threadCount`.
+/// `threadCount`. Float32 GEMMs run on OpenBLAS's own threads; the two never oversubscribe the cores
+/// because every op is synchronous: an op either calls BLAS with its threads or splits its loop here. The
+/// exceptions run single-threaded library calls on the pool's workers, so there are still never more busy
+/// threads than `threadCount`: attention, whose workers each call OpenBLAS with its thread count set to 1
+/// for the duration (see `AttentionKernel`), and the bfloat16 GEMMs, whose workers each run a
+/// single-threaded oneDNN primitive on a block of the product (see `OneDNNMatmul`).
 public final class ThreadPool: @unchecked Sendable {
     /// Number of chunks a loop is split into at most.
     public let threadCount: Int

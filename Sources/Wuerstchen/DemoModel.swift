@@ -41,20 +41,20 @@ public enum DemoModel {
         return out
     }
 
-    /// Builds the demo pipeline (about a second; a few MB of weights).
-    public static func pipeline() throws -> WuerstchenPipeline {
+    /// Builds the demo pipeline (about a second; a few MB of weights), GEMM weights in `precision`.
+    public static func pipeline(precision: Precision = .fp32) throws -> WuerstchenPipeline {
         let tokenizer = try CLIPTokenizer.embedded
         let priorPipeline = WuerstchenPriorPipeline(
             tokenizer: tokenizer,
-            textEncoder: try CLIPTextModel(config: priorText, weights: weights(CLIPTextModel.parameters(priorText), seed: seed, smallOutputs: [])),
-            prior: try WuerstchenPrior(config: prior, weights: weights(WuerstchenPrior.parameters(prior), seed: seed + 1, smallOutputs: ["out."])))
+            textEncoder: try CLIPTextModel(config: priorText, weights: weights(CLIPTextModel.parameters(priorText), seed: seed, smallOutputs: []), precision: precision),
+            prior: try WuerstchenPrior(config: prior, weights: weights(WuerstchenPrior.parameters(prior), seed: seed + 1, smallOutputs: ["out."]), precision: precision))
         var vqWeights = weights(PaellaVQModel.parameters(vqgan), seed: seed + 4, smallOutputs: ["out_block."])
         vqWeights["out_block.0.bias"] = Tensor(shape: vqWeights["out_block.0.bias"]!.shape, repeating: 0.5)  // mid-grey noise
         let decoderPipeline = WuerstchenDecoderPipeline(
             tokenizer: tokenizer,
-            textEncoder: try CLIPTextModel(config: decoderText, weights: weights(CLIPTextModel.parameters(decoderText), seed: seed + 2, smallOutputs: [])),
-            decoder: try WuerstchenDiffNeXt(config: decoder, weights: weights(WuerstchenDiffNeXt.parameters(decoder), seed: seed + 3, smallOutputs: ["clf."])),
-            vqgan: try PaellaVQModel(config: vqgan, weights: vqWeights))
+            textEncoder: try CLIPTextModel(config: decoderText, weights: weights(CLIPTextModel.parameters(decoderText), seed: seed + 2, smallOutputs: []), precision: precision),
+            decoder: try WuerstchenDiffNeXt(config: decoder, weights: weights(WuerstchenDiffNeXt.parameters(decoder), seed: seed + 3, smallOutputs: ["clf."]), precision: precision),
+            vqgan: try PaellaVQModel(config: vqgan, weights: vqWeights, precision: precision))
         return WuerstchenPipeline(prior: priorPipeline, decoder: decoderPipeline)
     }
 }

@@ -196,10 +196,14 @@ public struct PaellaVQModel: @unchecked Sendable {
         return specs
     }
 
-    /// The model over `weights` (PyTorch layout, names from `parameters(config)`).
-    public init(config c: PaellaVQModelConfig, weights: consuming [String: Tensor]) throws {
+    /// The model over `weights` (PyTorch layout, names from `parameters(config)`), GEMM weights in `precision`.
+    public init(config c: PaellaVQModelConfig, weights: consuming [String: Tensor], precision: Precision = .fp32) throws {
+        try self.init(config: c, parameters: Weights(tensors: consume weights, precision: precision))
+    }
+
+    /// The model over parameters read from `w`, GEMM weights in `w.precision`.
+    init(config c: PaellaVQModelConfig, parameters w: Weights) throws {
         try c.validate()
-        let w = Weights(tensors: consume weights)
         config = c
         in_block = w.conv("in_block.1")
         let encoder = Self.encoderLayout(c)
@@ -218,18 +222,20 @@ public struct PaellaVQModel: @unchecked Sendable {
         up_blocks = Self.decoderLayout(c).map { d in
             d.upscale
                 ? .upscale(ConvTranspose2d(
-                    weight: w["up_blocks.\(d.index).weight"], bias: w["up_blocks.\(d.index).bias"], stride: 2, padding: 1))
+                    weight: w.take("up_blocks.\(d.index).weight"), bias: w["up_blocks.\(d.index).bias"], stride: 2, padding: 1
+                ).converted(to: w.precision))
                 : .block(MixingResidualBlock(w, "up_blocks.\(d.index)"))
         }
         out_block = w.conv("out_block.0")
     }
 
     /// Loads `config.json` and the weights of a `vqgan` folder (diffusers or Paddle layout, fp32 or fp16).
-    public init(folder: URL, variant: WeightsVariant = .preferFull) throws {
+    /// Tensors are read one at a time and converted to `precision` as the modules take them.
+    public init(folder: URL, variant: WeightsVariant = .preferFull, precision: Precision = .fp32) throws {
         let config = try loadConfig(PaellaVQModelConfig.self, from: folder)
         try config.validate()
-        let weights = try ModelFolder.locateWeights(in: folder, variant: variant)
-        try self.init(config: config, weights: try weights.load(Self.parameters(config)))
+        let parameters = try ModelFolder.locateWeights(in: folder, variant: variant).lazy(Self.parameters(config))
+        try self.init(config: config, parameters: Weights(lazy: parameters, precision: precision))
     }
 
     // MARK: Decoding
@@ -445,12 +451,7 @@ struct MixingResidualBlock {
 
     /// `out = x W^T + b` for `rows` rows, as `torch.addmm` (bias preloaded, GEMM accumulates onto it).
     private func linear(_ l: Linear, _ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
-        let o = l.outFeatures, i = l.inFeatures
-        let bias = l.bias!.data
-        Compute.pool.parallelFor(rows, grain: 256) { r in
-            for row in r { (out + row * o).update(from: bias, count: o) }
-        }
-        GEMM.sgemm(transB: true, m: rows, n: o, k: i, a: x, lda: i, b: l.weight.data, ldb: i, beta: 1, c: out, ldc: o)
+        l.apply(x, rows: rows, into: out)
     }
 }
 

@@ -98,7 +98,8 @@ struct AttnBlock {
         // q, k and v are stacked into one [3c, c] projection: the separate ones are taken and freed.
         attention = MultiheadAttention(
             query: w.takeLinear(prefix + ".attention.to_q"), key: w.takeLinear(prefix + ".attention.to_k"),
-            value: w.takeLinear(prefix + ".attention.to_v"), out: w.linear(prefix + ".attention.to_out.0"), heads: heads)
+            value: w.takeLinear(prefix + ".attention.to_v"), out: w.linear(prefix + ".attention.to_out.0"), heads: heads
+        ).converted(to: w.precision)
     }
 
     /// `kv_mapper(cond)`, computed once per forward for every block that shares `cond`.

@@ -45,15 +45,15 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
         self.latentDimScale = latentDimScale
     }
 
-    /// Loads a `warp-ai/wuerstchen` folder (diffusers or PaddlePaddle layout).
-    public convenience init(folder: URL, variant: WeightsVariant = .preferFull) throws {
+    /// Loads a `warp-ai/wuerstchen` folder (diffusers or PaddlePaddle layout), GEMM weights in `precision`.
+    public convenience init(folder: URL, variant: WeightsVariant = .preferFull, precision: Precision = .fp32) throws {
         let index = try PipelineIndex(folder: folder)
         // Loading frees many weight-sized temporaries (widened fp16, stacked q/k/v, folded effnet
         // mappers): do not cache them.
         let (textEncoder, decoder, vqgan) = try Compute.withBufferCacheDisabled {
-            (try CLIPTextModel(folder: index.component("text_encoder"), variant: variant),
-             try WuerstchenDiffNeXt(folder: index.component("decoder"), variant: variant),
-             try PaellaVQModel(folder: index.component("vqgan"), variant: variant))
+            (try CLIPTextModel(folder: index.component("text_encoder"), variant: variant, precision: precision),
+             try WuerstchenDiffNeXt(folder: index.component("decoder"), variant: variant, precision: precision),
+             try PaellaVQModel(folder: index.component("vqgan"), variant: variant, precision: precision))
         }
         try self.init(
             tokenizer: CLIPTokenizer(directory: index.component("tokenizer")), textEncoder: textEncoder, decoder: decoder,

@@ -241,10 +241,14 @@ public struct WuerstchenDiffNeXt: @unchecked Sendable {
         }
     }
 
-    /// The model over `weights` (PyTorch layout, names from `parameters(config)`).
-    public init(config c: WuerstchenDiffNeXtConfig, weights: consuming [String: Tensor]) throws {
+    /// The model over `weights` (PyTorch layout, names from `parameters(config)`), GEMM weights in `precision`.
+    public init(config c: WuerstchenDiffNeXtConfig, weights: consuming [String: Tensor], precision: Precision = .fp32) throws {
+        try self.init(config: c, parameters: Weights(tensors: consume weights, precision: precision))
+    }
+
+    /// The model over parameters read from `w`, GEMM weights in `w.precision`.
+    init(config c: WuerstchenDiffNeXtConfig, parameters w: Weights) throws {
         try c.validate()
-        let w = Weights(tensors: consume weights)
         let n = c.levels
         config = c
         clip_mapper = w.linear("clip_mapper")
@@ -291,7 +295,7 @@ public struct WuerstchenDiffNeXt: @unchecked Sendable {
                 }
             }
             let upscaler = i > 0
-                ? ConvTranspose2d(weight: w.take(p + "\(k).1.weight"), bias: w[p + "\(k).1.bias"], stride: 2) : nil
+                ? ConvTranspose2d(weight: w.take(p + "\(k).1.weight"), bias: w[p + "\(k).1.bias"], stride: 2).converted(to: w.precision) : nil
             up.append(DiffNeXtLevel(downscaler: nil, blocks: blocks, upscaler: upscaler, injectsEffnet: c.injectEffnet[i]))
         }
         down_blocks = down
@@ -299,11 +303,12 @@ public struct WuerstchenDiffNeXt: @unchecked Sendable {
     }
 
     /// Loads `config.json` and the weights of a `decoder` folder (diffusers or Paddle layout, fp32 or fp16).
-    public init(folder: URL, variant: WeightsVariant = .preferFull) throws {
+    /// Tensors are read one at a time and converted to `precision` as the modules take them.
+    public init(folder: URL, variant: WeightsVariant = .preferFull, precision: Precision = .fp32) throws {
         let config = try loadConfig(WuerstchenDiffNeXtConfig.self, from: folder)
         try config.validate()
-        let weights = try ModelFolder.locateWeights(in: folder, variant: variant)
-        try self.init(config: config, weights: try weights.load(Self.parameters(config)))
+        let parameters = try ModelFolder.locateWeights(in: folder, variant: variant).lazy(Self.parameters(config))
+        try self.init(config: config, parameters: Weights(lazy: parameters, precision: precision))
     }
 
     /// `forward(x, r, effnet, clip)` as the decoder pipeline calls it (`x_cat` unused, `return_noise=True`).
@@ -467,7 +472,7 @@ private struct ResBlockStageB {
         // Taken: with an effnet mapper it is replaced by the folded weight below.
         let linear = w.takeLinear(prefix + ".channelwise.0")
         guard let mapper = effnetMapper else {
-            channelwise0 = linear
+            channelwise0 = linear.converted(to: w.precision)
             effnetChannels = 0
             return
         }
@@ -477,16 +482,18 @@ private struct ResBlockStageB {
         let cCond = mapper.weight.dim(0), e = mapper.weight.dim(1)
         let kept = inOld - cCond, inNew = kept + e
         precondition(kept == c + skipChannels, "ResBlockStageB \(prefix): channelwise.0 takes \(inOld) inputs, expected \(c) + \(skipChannels) + \(cCond)")
+        let old = linear.weight.float32
         let weight = Tensor(uninitialized: [rows, inNew])
-        for r in 0..<rows { (weight.data + r * inNew).update(from: linear.weight.data + r * inOld, count: kept) }
+        for r in 0..<rows { (weight.data + r * inNew).update(from: old.data + r * inOld, count: kept) }
         GEMM.sgemm(
-            m: rows, n: e, k: cCond, a: linear.weight.data + kept, lda: inOld, b: mapper.weight.data, ldb: e,
+            m: rows, n: e, k: cCond, a: old.data + kept, lda: inOld, b: mapper.weight.data, ldb: e,
             c: weight.data + kept, ldc: inNew)
         let bias = linear.bias!.copy()
         GEMM.sgemm(
-            m: rows, n: 1, k: cCond, a: linear.weight.data + kept, lda: inOld, b: mapper.bias.data, ldb: 1,
+            m: rows, n: 1, k: cCond, a: old.data + kept, lda: inOld, b: mapper.bias.data, ldb: 1,
             beta: 1, c: bias.data, ldc: 1)
-        channelwise0 = Linear(weight: weight, bias: bias)
+        // Folded in float32, rounded once (bf16 precision).
+        channelwise0 = Linear(weight: weight, bias: bias).converted(to: w.precision)
         effnetChannels = e
     }
 
@@ -505,12 +512,8 @@ private struct ResBlockStageB {
         let y = channelwise0(input)  // [B, H, W, 4c]
         y.geluInPlace()
         channelwise2.applyInPlace(y)
-        // x + channelwise4(y): the bias added to x, then the GEMM accumulates onto it (beta = 1).
-        x.addInPlace(channelwise4.bias!)
-        let c = x.dim(3)
-        GEMM.sgemm(
-            transB: true, m: x.count / c, n: c, k: 4 * c, a: y.data, lda: 4 * c,
-            b: channelwise4.weight.data, ldb: 4 * c, beta: 1, c: x.data, ldc: c)
+        // x + channelwise4(y), accumulated onto x in place.
+        channelwise4.apply(y.data, rows: x.count / x.dim(3), into: x.data, accumulate: true)
         return x
     }
 }

@@ -43,10 +43,13 @@ public final class WuerstchenPipeline: @unchecked Sendable {
         self.decoder = decoder
     }
 
-    /// Loads `warp-ai/wuerstchen-prior` and `warp-ai/wuerstchen` folders (diffusers or Paddle layout).
-    public convenience init(priorFolder: URL, decoderFolder: URL, variant: WeightsVariant = .preferFull) throws {
-        try self.init(prior: WuerstchenPriorPipeline(folder: priorFolder, variant: variant),
-                      decoder: WuerstchenDecoderPipeline(folder: decoderFolder, variant: variant))
+    /// Loads `warp-ai/wuerstchen-prior` and `warp-ai/wuerstchen` folders (diffusers or Paddle layout), GEMM
+    /// weights in `precision` (pass a `Precision.resolved()` one: bf16 runs emulated, slowly, without AVX512-BF16).
+    public convenience init(
+        priorFolder: URL, decoderFolder: URL, variant: WeightsVariant = .preferFull, precision: Precision = .fp32
+    ) throws {
+        try self.init(prior: WuerstchenPriorPipeline(folder: priorFolder, variant: variant, precision: precision),
+                      decoder: WuerstchenDecoderPipeline(folder: decoderFolder, variant: variant, precision: precision))
     }
 
     /// The sizes both stages can take.

@@ -135,10 +135,14 @@ public struct WuerstchenPrior: @unchecked Sendable {
         return specs
     }
 
-    /// The model over `weights` (PyTorch layout, names from `parameters(config)`).
-    public init(config cfg: WuerstchenPriorConfig, weights: consuming [String: Tensor]) throws {
+    /// The model over `weights` (PyTorch layout, names from `parameters(config)`), GEMM weights in `precision`.
+    public init(config cfg: WuerstchenPriorConfig, weights: consuming [String: Tensor], precision: Precision = .fp32) throws {
+        try self.init(config: cfg, parameters: Weights(tensors: consume weights, precision: precision))
+    }
+
+    /// The model over parameters read from `w`, GEMM weights in `w.precision`.
+    init(config cfg: WuerstchenPriorConfig, parameters w: Weights) throws {
         if let problem = cfg.problem { throw WuerstchenPriorError(description: "WuerstchenPrior config: \(problem)") }
-        let w = Weights(tensors: consume weights)
         config = cfg
         projection = w.conv("projection")
         cond_mapper_0 = w.linear("cond_mapper.0")
@@ -152,12 +156,14 @@ public struct WuerstchenPrior: @unchecked Sendable {
     }
 
     /// Loads `config.json` and the weights of a `prior` folder (diffusers or Paddle layout, fp32 or fp16).
-    public init(folder: URL, variant: WeightsVariant = .preferFull) throws {
+    /// Tensors are read one at a time and converted to `precision` as the modules take them.
+    public init(folder: URL, variant: WeightsVariant = .preferFull, precision: Precision = .fp32) throws {
         let cfg = try loadConfig(WuerstchenPriorConfig.self, from: folder)
         if let problem = cfg.problem {
             throw WuerstchenPriorError(description: "\(folder.appendingPathComponent("config.json").path): \(problem)")
         }
-        try self.init(config: cfg, weights: ModelFolder.locateWeights(in: folder, variant: variant).load(Self.parameters(cfg)))
+        let parameters = try ModelFolder.locateWeights(in: folder, variant: variant).lazy(Self.parameters(cfg))
+        try self.init(config: cfg, parameters: Weights(lazy: parameters, precision: precision))
     }
 
     /// `cond_mapper(clip)` and every AttnBlock's `kv_mapper` of it (`SiLU` shared, then one GEMM per block).
@@ -236,13 +242,9 @@ enum PriorAttention {
     /// `rows` rows of E at `x` through projection `part`, written to `rows` consecutive rows at `out`.
     static func project(_ x: UnsafePointer<Float>, rows: Int, _ attn: MultiheadAttention, part: Int, into out: UnsafeMutablePointer<Float>) {
         let e = attn.embedDim
-        let bias = attn.in_proj_bias.data + part * e
-        Compute.pool.parallelFor(rows, grain: 64) { r in
-            for i in r { (out + i * e).update(from: bias, count: e) }
-        }
-        GEMM.sgemm(
-            transB: true, m: rows, n: e, k: e, a: x, lda: e,
-            b: attn.in_proj_weight.data + part * e * e, ldb: e, beta: 1, c: out, ldc: e)
+        GEMM.linear(
+            m: rows, a: x, lda: e, weight: attn.in_proj_weight, rows: (part * e)..<((part + 1) * e),
+            bias: attn.in_proj_bias.data + part * e, c: out, ldc: e)
     }
 
     /// x: [B, h, w, E], textKeys / textValues: [B, L, E] -> x + attention(norm(x)), [B, h, w, E]
@@ -251,13 +253,9 @@ enum PriorAttention {
         let normX = wuerstchenLayerNorm(x)  // [B*n, E]
         // One GEMM for the image rows' queries, keys and values: [B*n, 3E].
         let qkv = Tensor(uninitialized: [b * n, 3 * e])
-        let bias = attn.in_proj_bias.data
-        Compute.pool.parallelFor(b * n, grain: 64) { r in
-            for i in r { (qkv.data + i * 3 * e).update(from: bias, count: 3 * e) }
-        }
-        GEMM.sgemm(
-            transB: true, m: b * n, n: 3 * e, k: e, a: normX.data, lda: e,
-            b: attn.in_proj_weight.data, ldb: e, beta: 1, c: qkv.data, ldc: 3 * e)
+        GEMM.linear(
+            m: b * n, a: normX.data, lda: e, weight: attn.in_proj_weight, bias: attn.in_proj_bias.data,
+            c: qkv.data, ldc: 3 * e)
         // Split into q [B, n, E] and k, v [B, n + L, E] (image rows, then the text rows).
         let q = Tensor(uninitialized: [b, n, e])
         let k = Tensor(uninitialized: [b, n + l, e]), v = Tensor(uninitialized: [b, n + l, e])

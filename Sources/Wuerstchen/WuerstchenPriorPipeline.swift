@@ -46,13 +46,13 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
         self.resolutionMultiple = resolutionMultiple
     }
 
-    /// Loads a `warp-ai/wuerstchen-prior` folder (diffusers or PaddlePaddle layout).
-    public convenience init(folder: URL, variant: WeightsVariant = .preferFull) throws {
+    /// Loads a `warp-ai/wuerstchen-prior` folder (diffusers or PaddlePaddle layout), GEMM weights in `precision`.
+    public convenience init(folder: URL, variant: WeightsVariant = .preferFull, precision: Precision = .fp32) throws {
         let index = try PipelineIndex(folder: folder)
         // Loading frees many weight-sized temporaries (widened fp16, stacked q/k/v): do not cache them.
         let (textEncoder, prior) = try Compute.withBufferCacheDisabled {
-            (try CLIPTextModel(folder: index.component("text_encoder"), variant: variant),
-             try WuerstchenPrior(folder: index.component("prior"), variant: variant))
+            (try CLIPTextModel(folder: index.component("text_encoder"), variant: variant, precision: precision),
+             try WuerstchenPrior(folder: index.component("prior"), variant: variant, precision: precision))
         }
         try self.init(
             tokenizer: CLIPTokenizer(directory: index.component("tokenizer")), textEncoder: textEncoder, prior: prior,

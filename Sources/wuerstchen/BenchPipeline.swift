@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Imaging
 import Tensor
 import Wuerstchen
 
@@ -26,6 +27,9 @@ struct BenchPipeline: ParsableCommand {
 
     @Flag(help: "Print one JSON object.")
     var json = false
+
+    @Option(help: "Also write the image as PNG (to compare precisions).")
+    var output: String?
 
     func run() throws {
         let loadStart = Date()
@@ -63,7 +67,7 @@ struct BenchPipeline: ParsableCommand {
         let vq = lap()
         let totalSeconds = Date().timeIntervalSince(total)
         let result: [String: Any] = [
-            "engine": "wuerstchen-swift", "precision": model.precision, "width": width, "height": height,
+            "engine": "wuerstchen-swift", "precision": model.effectivePrecision.rawValue, "width": width, "height": height,
             "threads": Compute.blasThreads, "blas_core": Compute.blasCoreName,
             "load_s": load, "total_s": totalSeconds,
             "prior_text_s": priorText, "prior_steps": priorSteps.count, "prior_step_s": median(priorSteps),
@@ -72,6 +76,10 @@ struct BenchPipeline: ParsableCommand {
             "peak_rss_gb": ProcessMemory.peakResidentBytes() / 1e9,
             "image_mean": images.mean(),
         ]
+        if let output {
+            // The one image, [H, W, 3].
+            try PNGEncoder().encode(images.reshaped(Array(images.shape.dropFirst()))).write(to: URL(fileURLWithPath: output))
+        }
         if json {
             print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
         } else {

@@ -13,7 +13,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Decoder pipeline folder (warp-ai/wuerstchen layout, diffusers or PaddlePaddle).")
     var decoder: String?
 
-    @Option(help: "Numeric precision: fp32 (bf16 is not implemented yet).")
+    @Option(help: "Numeric precision: fp32, or bf16 (GEMM weights and inputs in bfloat16 through oneDNN, float32 elsewhere; needs AVX512-BF16, else fp32 with a message).")
     var precision: String = "fp32"
 
     @Option(help: "Threads for OpenBLAS and the op pool (0: all cores).")
@@ -26,23 +26,25 @@ struct ModelOptions: ParsableArguments {
         guard precision == "fp32" || precision == "bf16" else {
             throw ValidationError("--precision must be fp32 or bf16, got '\(precision)'")
         }
-        guard precision == "fp32" else {
-            throw ValidationError("--precision bf16 is not implemented yet; use fp32")
-        }
         guard threads >= 0 else { throw ValidationError("--threads must be 0 (all cores) or more, got \(threads)") }
     }
+
+    /// The precision that runs: `--precision`, or fp32 where the CPU lacks AVX512-BF16.
+    var effectivePrecision: Precision { (Precision(rawValue: precision) ?? .fp32).resolved().precision }
 
     /// Loads the pipelines (or builds the demo model), logging what was loaded and how long it took.
     func load() throws -> WuerstchenPipeline {
         Compute.configure(threads: threads)
+        let (precision, note) = (Precision(rawValue: precision) ?? .fp32).resolved()
+        if let note { log(note) }
         let start = Date()
         let pipeline: WuerstchenPipeline
         if let prior, let decoder {
             pipeline = try WuerstchenPipeline(
-                priorFolder: URL(fileURLWithPath: prior), decoderFolder: URL(fileURLWithPath: decoder))
-            log("loaded \(prior) and \(decoder) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+                priorFolder: URL(fileURLWithPath: prior), decoderFolder: URL(fileURLWithPath: decoder), precision: precision)
+            log("loaded \(prior) and \(decoder) (\(precision.rawValue)) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
         } else {
-            pipeline = try DemoModel.pipeline()
+            pipeline = try DemoModel.pipeline(precision: precision)
             log("using the embedded demo model: random weights, its images are noise; pass --prior and --decoder with the real weights for pictures")
         }
         return pipeline

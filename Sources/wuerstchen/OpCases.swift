@@ -23,6 +23,18 @@ enum OpCases {
             let x = r(m, k), layer = Linear(weight: r(n, k), bias: r(n))
             cases.append(OpCase(name: name, work: Double(2 * m * k * n), unit: "GFLOP/s") { _ = layer(x) })
         }
+        // bf16 precision: bfloat16 weights, inputs rounded in the seam, oneDNN (float32 out). 288 rows is the
+        // prior at 512 px (2 x 12 x 12 tokens).
+        if Precision.bfloat16Supported {
+            for (name, m, k, n) in [
+                ("linear bf16 prior 288x1536->6144", 288, 1536, 6144),
+                ("linear bf16 prior 1152x1536->6144", 1152, 1536, 6144), ("linear bf16 prior 1152x6144->1536", 1152, 6144, 1536),
+                ("linear bf16 decoder 16384x320->1280", 16384, 320, 1280), ("linear bf16 decoder 16384x1280->320", 16384, 1280, 320),
+            ] {
+                let x = r(m, k), layer = Linear(weight: r(n, k), bias: r(n)).converted(to: .bf16)
+                cases.append(OpCase(name: name, work: Double(2 * m * k * n), unit: "GFLOP/s") { _ = layer(x) })
+            }
+        }
         for (name, b, c, h, w, co, k, s, p) in [
             ("conv1x1 decoder [1,128,128,16]->320", 1, 16, 128, 128, 320, 1, 1, 0),
             ("conv2x2s2 decoder [1,128,128,320]->640", 1, 320, 128, 128, 640, 2, 2, 0),

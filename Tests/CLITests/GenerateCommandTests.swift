@@ -20,10 +20,11 @@ import Tensor
     struct CLIError: Error { let message: String }
 
     /// Runs the executable; returns (status, stdout, stderr).
-    static func run(_ arguments: [String]) throws -> (Int32, String, String) {
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String, String) {
         let p = Process()
         p.executableURL = try executable()
         p.arguments = arguments
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -88,6 +89,38 @@ import Tensor
         #expect(err.contains("seed "), "a random seed must be reported")
         let decoded = try PNGDecoder.decode(try Data(contentsOf: out))
         #expect(decoded.width == 128 && decoded.height == 128)
+    }
+
+    /// `--precision bf16` on the fixture folders: the images stay within 8 levels of diffusers' fp32 pixels
+    /// (bf16 GEMMs, three sampler steps with guidance); where the CPU (or `ONEDNN_MAX_CPU_ISA`, as here
+    /// in the second run) has no AVX512-BF16, it says so and runs fp32, which then matches within 2 levels.
+    @Test func precisionBF16AndItsFallback() throws {
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let expected = try SafeTensorsFile(url: Self.fixtures.appendingPathComponent("expected.safetensors"))
+        let pixels = try expected.tensor("decoder_cfg_two_images.pixels")  // [2, 128, 128, 3]
+        for (environment, tolerance) in [([String: String](), Float(8)), (["ONEDNN_MAX_CPU_ISA": "AVX512_CORE"], 2)] {
+            let out = dir.appendingPathComponent("bf16.png")
+            let (status, _, err) = try Self.run([
+                "generate", "--prior", Self.fixtures.appendingPathComponent("prior-fp32").path,
+                "--decoder", Self.fixtures.appendingPathComponent("decoder-fp32").path, "--precision", "bf16",
+                "--prompt", "an astronaut riding a horse", "--negative-prompt", "ugly", "--width", "128", "--height", "128",
+                "--seed", String(UInt64(1) << 40 + 3), "--prior-steps", "3", "--prior-guidance", "2", "--decoder-steps", "4",
+                "--decoder-guidance", "2.5", "--num-images", "2", "--output", out.path,
+            ], environment: environment)
+            #expect(status == 0, "generate --precision bf16 failed: \(err)")
+            let ranBF16 = err.contains("(bf16)")
+            #expect(ranBF16 == !err.contains("needs AVX512-BF16"), "either bf16 runs or the fallback is announced: \(err)")
+            #expect(ranBF16 == (Precision.bfloat16Supported && environment.isEmpty), "\(err)")
+            let decoded = try PNGDecoder.decode(try Data(contentsOf: dir.appendingPathComponent("bf16-0.png")))
+            let per = 128 * 128 * 3
+            let worst = (0..<per).map { abs(Float(decoded.rgb[$0]) - pixels[flat: $0]) }.max()!
+            let limit = ranBF16 ? tolerance : 2
+            print("generate --precision bf16 (\(ranBF16 ? "bf16" : "fell back to fp32")): at most \(worst) levels from diffusers fp32 (tolerance \(limit))")
+            #expect(worst <= limit)
+        }
+        let (s, _, e) = try Self.run(["generate", "--prompt", "x", "--precision", "fp8", "--output", "/tmp/never.png"])
+        #expect(s != 0 && e.contains("--precision"), "\(e)")
     }
 
     @Test func badSizesAndFlagsFailWithAMessage() throws {

@@ -44,6 +44,17 @@ import Testing
         #expect(withFlags.port == 9200 && withFlags.threads == 2 && withFlags.maxQueue == 7)
     }
 
+    /// `precision` takes bf16 from each source, in the usual order (the CLI resolves it against the CPU).
+    @Test func precisionBF16FromFileEnvironmentAndFlags() throws {
+        let file = try Self.temporaryFile(#"{"precision": "bf16"}"#)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        #expect(try ServerConfiguration.load(file: file).precision == "bf16")
+        #expect(try ServerConfiguration.load(file: nil, environment: ["WUERSTCHEN_PRECISION": "bf16"]).precision == "bf16")
+        #expect(try ServerConfiguration.load(file: file, environment: ["WUERSTCHEN_PRECISION": "fp32"]).precision == "fp32")
+        #expect(try ServerConfiguration.load(
+            file: file, environment: ["WUERSTCHEN_PRECISION": "fp32"], flags: [("precision", "--precision", "bf16")]).precision == "bf16")
+    }
+
     @Test func tlsTakesBothPaths() throws {
         let c = try ServerConfiguration.parse(json: Array(#"{"tls": {"certificate": "/c.pem", "private_key": "/k.pem"}}"#.utf8))
         #expect(c.tls == HTTPTLSConfiguration(certificatePath: "/c.pem", keyPath: "/k.pem"))

@@ -4,9 +4,12 @@ folders, same thread count, same settings (the model card's: prior default sched
 12 steps, guidance 0; seed 0), each in its own process so peak RSS is its own. Run by hand (never in CI):
 
     /path/to/venv/bin/python scripts/bench/compare.py --prior DIR --decoder DIR [--sizes 512 1024]
-        [--threads 2] [--dtypes float32 bfloat16] [--binary .build/release/wuerstchen]
+        [--threads 2] [--precisions fp32 bf16] [--dtypes float32 bfloat16] [--images DIR]
+        [--binary .build/release/wuerstchen]
 
-Prints one JSON line per run and a Markdown table for BENCHMARKS.md.
+Prints one JSON line per run and a Markdown table for BENCHMARKS.md. With --images every run writes its
+image there (ours-<precision>-<px>.png, diffusers-<dtype>-<px>.png) and a second table gives how far apart
+the images are (in 8-bit levels) against each engine's float32 image and between the engines.
 """
 import argparse
 import json
@@ -16,7 +19,7 @@ import sys
 import time
 
 
-def diffusers_run(prior, decoder, size, threads, dtype_name):
+def diffusers_run(prior, decoder, size, threads, dtype_name, image_path=None):
     """Runs in a child process: loads both pipelines with diffusers and times one generation."""
     import resource
 
@@ -94,10 +97,13 @@ def diffusers_run(prior, decoder, size, threads, dtype_name):
         t_prior = time.perf_counter() - t0
         dcb, dlast = stepper("decoder")
         t1 = time.perf_counter()
-        decoder_pipe(image_embeddings=emb, prompt=prompt, guidance_scale=0.0, num_inference_steps=12, generator=g,
-                     output_type="np", callback_on_step_end=dcb)
+        images = decoder_pipe(image_embeddings=emb, prompt=prompt, guidance_scale=0.0, num_inference_steps=12, generator=g,
+                              output_type="np", callback_on_step_end=dcb).images
         t_decoder = time.perf_counter() - t1
         total = time.perf_counter() - t0
+    if image_path:
+        from PIL import Image
+        Image.fromarray((images[0].clip(0, 1) * 255).round().astype("uint8")).save(image_path)
     med = lambda xs: sorted(xs)[len(xs) // 2] if xs else 0
     return {"engine": f"diffusers-{dtype_name}", "width": size, "height": size, "threads": threads, "load_s": load,
             "total_s": total, "prior_text_s": timings["text"][0] if timings["text"] else 0,
@@ -112,41 +118,66 @@ def main():
     ap.add_argument("--decoder", required=True)
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--dtypes", nargs="+", default=["float32"])
+    ap.add_argument("--dtypes", nargs="+", default=["float32"], help="diffusers torch dtypes")
+    ap.add_argument("--precisions", nargs="+", default=["fp32"], help="our --precision values")
+    ap.add_argument("--images", help="folder to write every run's image into, and compare them")
     ap.add_argument("--binary", default=".build/release/wuerstchen")
     ap.add_argument("--haswell", action="store_true",
                     help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE from the environment (by default they are unset for "
                          "our run, so OpenBLAS picks its kernels for this CPU; the JSON says which ran)")
-    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        size, threads, dtype = args.child
-        print(json.dumps(diffusers_run(args.prior, args.decoder, int(size), int(threads), dtype)))
+        size, threads, dtype, image = args.child
+        print(json.dumps(diffusers_run(args.prior, args.decoder, int(size), int(threads), dtype, image or None)))
         return
+    if args.images:
+        os.makedirs(args.images, exist_ok=True)
+    image = lambda name: os.path.join(args.images, name) if args.images else ""
     rows = []
     for size in args.sizes:
         env = dict(os.environ)
         if not args.haswell:
             env.pop("OPENBLAS_CORETYPE", None)
             env.pop("OPENBLAS_L2_SIZE", None)
-        out = subprocess.run([args.binary, "bench", "--prior", args.prior, "--decoder", args.decoder, "--width", str(size),
-                              "--height", str(size), "--threads", str(args.threads), "--json"],
-                             check=True, capture_output=True, text=True, env=env).stdout
-        ours = json.loads(out.strip().splitlines()[-1])
-        print(json.dumps(ours), flush=True)
-        rows.append(ours)
+        for precision in args.precisions:
+            cmd = [args.binary, "bench", "--prior", args.prior, "--decoder", args.decoder, "--width", str(size),
+                   "--height", str(size), "--threads", str(args.threads), "--precision", precision, "--json"]
+            if args.images:
+                cmd += ["--output", image(f"ours-{precision}-{size}.png")]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+            ours = json.loads(out.strip().splitlines()[-1])
+            ours["engine"] = f"wuerstchen-swift-{ours.get('precision', precision)}"
+            ours["load_avg"] = os.getloadavg()[0]
+            print(json.dumps(ours), flush=True)
+            rows.append(ours)
         for dtype in args.dtypes:
             out = subprocess.run([sys.executable, __file__, "--prior", args.prior, "--decoder", args.decoder,
-                                  "--child", str(size), str(args.threads), dtype], check=True, capture_output=True, text=True).stdout
+                                  "--child", str(size), str(args.threads), dtype, image(f"diffusers-{dtype}-{size}.png")],
+                                 check=True, capture_output=True, text=True).stdout
             theirs = json.loads(out.strip().splitlines()[-1])
+            theirs["load_avg"] = os.getloadavg()[0]
             print(json.dumps(theirs), flush=True)
             rows.append(theirs)
     print()
-    print("| engine | BLAS kernels | px | load s | text (prior) s | prior step s | decoder step s | VQ decode s | total s | peak RSS GB |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| engine | BLAS kernels | px | load s | text (prior) s | prior step s | decoder step s | VQ decode s | total s | peak RSS GB | load avg |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['engine']} | {r.get('blas_core', 'torch')} | {r['width']} | {r['load_s']:.1f} | {r['prior_text_s']:.2f} | {r['prior_step_s']:.2f} | "
-              f"{r['decoder_step_s']:.2f} | {r['vqgan_s']:.2f} | {r['total_s']:.1f} | {r['peak_rss_gb']:.2f} |")
+              f"{r['decoder_step_s']:.2f} | {r['vqgan_s']:.2f} | {r['total_s']:.1f} | {r['peak_rss_gb']:.2f} | {r['load_avg']:.1f} |")
+    if args.images:
+        import numpy as np
+        from PIL import Image
+        print()
+        print("| px | image | against | max levels apart | mean levels apart |")
+        print("| ---: | --- | --- | ---: | ---: |")
+        for size in args.sizes:
+            names = [f"ours-{p}-{size}.png" for p in args.precisions] + [f"diffusers-{d}-{size}.png" for d in args.dtypes]
+            load = lambda n: np.asarray(Image.open(os.path.join(args.images, n)).convert("RGB")).astype(np.int16)
+            for i, a in enumerate(names):
+                for b in names[:i]:
+                    d = np.abs(load(a) - load(b))
+                    print(f"| {size} | {a} | {b} | {d.max()} | {d.mean():.2f} |")
 
 
 if __name__ == "__main__":
