@@ -16,6 +16,10 @@ public struct SchedulerPolicy: Sendable, Equatable {
     /// `max_batch_rows`: forward-pass rows in flight (a request puts in its images, twice when guided).
     /// Requests are admitted while their rows fit; one larger request runs alone.
     public var maxBatchRows = 16
+    /// `max_batch_pixels`: the same bound in image pixels (a request counts its rows times width times
+    /// height), since activation memory grows with the image: the default admits 16 rows at 512 x 512 but
+    /// only 2 at 1024 x 1024. 0 turns it off. One larger request still runs alone.
+    public var maxBatchPixels = 16 * 512 * 512
     /// `max_active_requests`: requests being computed at once in `batching` mode.
     public var maxActiveRequests = 8
     /// `batch_wait_ms`: how long an idle engine waits after a first request for others to share its
@@ -93,6 +97,8 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
 
         /// Rows it may put into one forward pass.
         var rows: Int { max(priorRows, decoderRows) }
+        /// Rows times image pixels: its share of the activation memory.
+        var pixels: Int { rows * request.width * request.height }
 
         var summary: GenerationJobSummary {
             GenerationJobSummary(id: id, status: status, stepsRun: stepsRun, stepsTotal: stepsTotal)
@@ -298,7 +304,8 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
         DispatchQueue.global().async { for c in waiting { c() } }
     }
 
-    /// Drops cancelled and expired jobs, then admits waiting ones oldest first while their rows fit.
+    /// Drops cancelled and expired jobs, then admits waiting ones oldest first while their rows and
+    /// pixels fit (strictly in order: a large request is not overtaken by smaller ones behind it).
     private func admitLocked(now: UInt64) {
         for job in pending + active where job.cancelRequested || now >= job.deadline {
             pending.removeAll { $0 === job }
@@ -311,10 +318,12 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
                         + "(\(job.stepsRun) of \(job.stepsTotal) steps done)", type: "server_error", code: "deadline_exceeded")))
             }
         }
-        var rows = active.reduce(0) { $0 + $1.rows }
+        var rows = active.reduce(0) { $0 + $1.rows }, pixels = active.reduce(0) { $0 + $1.pixels }
         while let next = pending.first, active.count < policy.activeLimit,
-              active.isEmpty || rows + next.rows <= policy.maxBatchRows {
+              active.isEmpty || (rows + next.rows <= policy.maxBatchRows
+                  && (policy.maxBatchPixels == 0 || pixels + next.pixels <= policy.maxBatchPixels)) {
             pending.removeFirst()
+            pixels += next.pixels
             next.status = .running
             next.phase = .encodePrior
             active.append(next)
@@ -345,7 +354,8 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
             if active.isEmpty && policy.batchWait > 0 && policy.mode == .batching {
                 // Idle engine: give simultaneous arrivals a moment to share the first steps.
                 let until = Date(timeIntervalSinceNow: policy.batchWait)
-                while pending.reduce(0, { $0 + $1.rows }) < policy.maxBatchRows, !stopping, condition.wait(until: until) {}
+                while pending.reduce(0, { $0 + $1.rows }) < policy.maxBatchRows, pending.count < policy.activeLimit, !stopping,
+                      condition.wait(until: until) {}
             }
             admitLocked(now: DispatchTime.now().uptimeNanoseconds)
             let candidates = active.map(candidate)

@@ -187,6 +187,7 @@ extension ServerConfiguration {
         double("limits.linger_timeout", 0...600) { $0.config.limits.lingerTimeout = $1 },
         oneOf("scheduler.mode", SchedulerPolicy.Mode.allCases.map(\.rawValue)) { $0.config.scheduler.mode = SchedulerPolicy.Mode(rawValue: $1)! },
         int("scheduler.max_batch_rows", 1...4096) { $0.config.scheduler.maxBatchRows = $1 },
+        int("scheduler.max_batch_pixels", 0...(1 << 40)) { $0.config.scheduler.maxBatchPixels = $1 },
         int("scheduler.max_active_requests", 1...4096) { $0.config.scheduler.maxActiveRequests = $1 },
         int("scheduler.batch_wait_ms", 0...60_000) { $0.config.scheduler.batchWait = Double($1) / 1000 },
         double("scheduler.request_timeout_seconds", 1...86_400) { $0.config.scheduler.requestTimeout = $1 },

@@ -249,6 +249,21 @@ final class EventRecorder: @unchecked Sendable {
         #expect(positions == [1, 0], "\(positions)")
     }
 
+    /// The pixel budget: two guided 1024 x 1024 requests fill the default 16 x 512 x 512, a third waits
+    /// for one of them to finish although rows and request slots are left.
+    @Test func largeImagesAreAdmittedByPixels() throws {
+        let service = BatchingGenerationService(pipeline: Demo.pipeline)
+        let recorders = (0..<3).map { _ in EventRecorder() }
+        for (i, r) in recorders.enumerated() {
+            _ = try service.submit(Self.request((1024, 1024), seed: 70 + UInt64(i), priorSteps: 40, decoderSteps: 1),
+                                   id: "big-\(i)", timeout: nil, events: r.callback)
+        }
+        #expect(eventually { service.activeCount == 2 })
+        #expect(service.queueLength == 1 && service.summary(of: "big-2")?.status == .queued)
+        for r in recorders { #expect(r.images != nil) }
+        #expect(service.statistics.largestBatch == 2)
+    }
+
     /// Serial mode computes one request at a time: no forward pass is shared.
     @Test func serialModeDoesNotBatch() throws {
         var policy = SchedulerPolicy()
