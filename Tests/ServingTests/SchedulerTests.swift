@@ -232,7 +232,7 @@ final class EventRecorder: @unchecked Sendable {
         policy.maxQueue = 2
         let service = BatchingGenerationService(pipeline: Demo.pipeline, policy: policy)
         let first = EventRecorder(), second = EventRecorder(), third = EventRecorder()
-        _ = try service.submit(Self.request(seed: 50, priorSteps: 30), id: "first", timeout: nil, events: first.callback)
+        _ = try service.submit(Self.request((512, 512), seed: 50, priorSteps: 300), id: "first", timeout: nil, events: first.callback)
         #expect(eventually { service.summary(of: "first")?.status == .running })
         _ = try service.submit(Self.request(seed: 51), id: "second", timeout: nil, events: second.callback)
         _ = try service.submit(Self.request(seed: 52), id: "third", timeout: nil, events: third.callback)
