@@ -55,20 +55,7 @@ public enum ImageRequests {
         g.width = try r.int("width", 1...Int(Int32.max)) ?? 1024
         g.height = try r.int("height", 1...Int(Int32.max)) ?? 1024
         g.numImages = try r.int("num_images", 1...limits.maxImages) ?? 1
-        g.seed = try r.seed() ?? randomSeed()
-        g.priorSteps = try r.int("prior_steps", 1...limits.maxSteps)
-        g.priorGuidance = try r.guidance("prior_guidance_scale") ?? 4.0
-        g.decoderSteps = try r.int("decoder_steps", 1...limits.maxSteps) ?? 12
-        g.decoderGuidance = try r.guidance("decoder_guidance_scale") ?? 0.0
-        do {
-            try g.validate(sizes: model.sizeRules, maxImages: limits.maxImages, maxSteps: limits.maxSteps)
-        } catch let error as GenerationError {
-            throw ServingError.from(error)
-        } catch {
-            throw ServingError(status: 500, message: "\(error)", type: "server_error")
-        }
-        return ImageJob(generation: g, promptTruncated: model.tokenCount(prompt) > model.maxTokens,
-                        timeout: try r.timeout("timeout_seconds", max: limits.maxTimeout))
+        return try finish(g, r, model: model, limits: limits, randomSeed: randomSeed)
     }
 
     /// `POST /v1/images/generations` (OpenAI Images API). `response_format` must be `b64_json` (or absent).
@@ -107,6 +94,16 @@ public enum ImageRequests {
                                        code: "unsupported_value")
         }
         g.negativePrompt = try r.prompt("negative_prompt", limits: limits, required: false) ?? ""
+        return try finish(g, r, model: model, limits: limits, randomSeed: randomSeed,
+                          rename: ["width": "size", "height": "size", "num_images": "n"])
+    }
+
+    /// The fields both endpoints share (seed, steps, guidance, timeout), read in this order after the
+    /// endpoint's own, then the whole request checked against the model; `rename` maps the pipeline's
+    /// field names to the endpoint's in errors.
+    private static func finish(_ request: GenerationRequest, _ r: FieldReader, model: ServedModel, limits: RequestLimits,
+                               randomSeed: () -> UInt64, rename: [String: String] = [:]) throws(ServingError) -> ImageJob {
+        var g = request
         g.seed = try r.seed() ?? randomSeed()
         g.priorSteps = try r.int("prior_steps", 1...limits.maxSteps)
         g.priorGuidance = try r.guidance("prior_guidance_scale") ?? 4.0
@@ -115,11 +112,11 @@ public enum ImageRequests {
         do {
             try g.validate(sizes: model.sizeRules, maxImages: limits.maxImages, maxSteps: limits.maxSteps)
         } catch let error as GenerationError {
-            throw ServingError.from(error, rename: ["width": "size", "height": "size", "num_images": "n"])
+            throw ServingError.from(error, rename: rename)
         } catch {
             throw ServingError(status: 500, message: "\(error)", type: "server_error")
         }
-        return ImageJob(generation: g, promptTruncated: model.tokenCount(prompt) > model.maxTokens,
+        return ImageJob(generation: g, promptTruncated: model.tokenCount(g.prompt) > model.maxTokens,
                         timeout: try r.timeout("timeout_seconds", max: limits.maxTimeout))
     }
 
