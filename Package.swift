@@ -57,7 +57,10 @@ let package = Package(
         .target(
             name: "CLIP", dependencies: ["Tensor", "SafeTensors"],
             resources: [.copy("Resources")]),
-        .target(name: "Wuerstchen", dependencies: ["Tensor", "SafeTensors", "CLIP"]),
+        // Resources/DemoModel: the trained demo pipeline (scripts/demo_model/train.py), diffusers layout.
+        .target(
+            name: "Wuerstchen", dependencies: ["Tensor", "SafeTensors", "CLIP"],
+            resources: [.copy("Resources")]),
         .target(
             name: "Serving",
             dependencies: [

@@ -32,7 +32,7 @@ struct ModelOptions: ParsableArguments {
     /// The precision that runs: `--precision`, or fp32 where the CPU lacks AVX512-BF16.
     var effectivePrecision: Precision { (Precision(rawValue: precision) ?? .fp32).resolved().precision }
 
-    /// Loads the pipelines (or builds the demo model), logging what was loaded and how long it took.
+    /// Loads the pipelines (or the embedded demo model), logging what was loaded and how long it took.
     func load() throws -> WuerstchenPipeline {
         Compute.configure(threads: threads)
         let (precision, note) = (Precision(rawValue: precision) ?? .fp32).resolved()
@@ -45,7 +45,7 @@ struct ModelOptions: ParsableArguments {
             log("loaded \(prior) and \(decoder) (\(precision.rawValue)) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
         } else {
             pipeline = try DemoModel.pipeline(precision: precision)
-            log("using the embedded demo model: random weights, its images are noise; pass --prior and --decoder with the real weights for pictures")
+            log("using the embedded demo model (\(precision.rawValue)): it draws one shape on a plain background, e.g. \"a red circle on a blue background\"; pass --prior and --decoder with the real weights for anything else")
         }
         return pipeline
     }

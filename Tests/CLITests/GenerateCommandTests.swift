@@ -82,10 +82,10 @@ import Tensor
         let dir = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("x.png")
-        let (status, _, err) = try Self.run(["generate", "--prompt", "x", "--width", "128", "--height", "128",
+        let (status, _, err) = try Self.run(["generate", "--prompt", "a red circle on a blue background", "--width", "128", "--height", "128",
                                              "--prior-steps", "2", "--decoder-steps", "2", "--output", out.path])
         #expect(status == 0, "\(err)")
-        #expect(err.contains("demo model") && err.contains("noise"), "the demo model must say its images are noise")
+        #expect(err.contains("demo model") && err.contains("a red circle on a blue background"), "the demo model must say what it draws")
         #expect(err.contains("seed "), "a random seed must be reported")
         let decoded = try PNGDecoder.decode(try Data(contentsOf: out))
         #expect(decoded.width == 128 && decoded.height == 128)

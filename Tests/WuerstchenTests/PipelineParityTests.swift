@@ -40,23 +40,27 @@ import Tensor
         // change any image.
         let results = try pipeline.generate(scenarios.map(\.request))
         for (scenario, result) in zip(scenarios, results) {
-            let output = try result.get()
-            let what = "\(layout) \(scenario.name)"
-            let embeddings = try expected.tensor("\(scenario.name).image_embeddings")  // NCHW
-            expectClose(output.imageEmbeddings.nhwcToNCHW(), embeddings, tolerance: 1e-3, "\(what) image embeddings")
-            let pixels = try expected.tensor("\(scenario.name).pixels")  // [n, H, W, 3]
-            #expect(output.images.shape == pixels.shape, "\(what): image shape \(output.images.shape), expected \(pixels.shape)")
-            guard output.images.shape == pixels.shape else { continue }
-            var worst: Float = 0, off = 0
-            for i in 0..<pixels.count {
-                let mine = (min(max(output.images[flat: i], 0), 1) * 255).rounded(.toNearestOrEven)  // numpy_to_pil
-                let d = abs(mine - pixels[flat: i])
-                worst = max(worst, d)
-                if d > 0 { off += 1 }
-            }
-            print("\(what): pixels at most \(worst) levels apart (\(off) of \(pixels.count) differ; tolerance 2)")
-            #expect(worst <= 2, "\(what): pixels up to \(worst) levels apart")
+            try Self.expectEqualToDiffusers(try result.get(), expected, scenario.name, what: "\(layout) \(scenario.name)")
         }
+    }
+
+    /// `output` against the fixture's `name.image_embeddings` (NCHW, within 1e-3 relative) and `name.pixels`
+    /// (`[n, H, W, 3]` levels as numpy_to_pil rounds them, at most 2 apart).
+    static func expectEqualToDiffusers(_ output: GenerationOutput, _ expected: SafeTensorsFile, _ name: String, what: String) throws {
+        let embeddings = try expected.tensor("\(name).image_embeddings")  // NCHW
+        expectClose(output.imageEmbeddings.nhwcToNCHW(), embeddings, tolerance: 1e-3, "\(what) image embeddings")
+        let pixels = try expected.tensor("\(name).pixels")  // [n, H, W, 3]
+        #expect(output.images.shape == pixels.shape, "\(what): image shape \(output.images.shape), expected \(pixels.shape)")
+        guard output.images.shape == pixels.shape else { return }
+        var worst: Float = 0, off = 0
+        for i in 0..<pixels.count {
+            let mine = (min(max(output.images[flat: i], 0), 1) * 255).rounded(.toNearestOrEven)  // numpy_to_pil
+            let d = abs(mine - pixels[flat: i])
+            worst = max(worst, d)
+            if d > 0 { off += 1 }
+        }
+        print("\(what): pixels at most \(worst) levels apart (\(off) of \(pixels.count) differ; tolerance 2)")
+        #expect(worst <= 2, "\(what): pixels up to \(worst) levels apart")
     }
 
     @Test func requestsBatchedTogetherMatchRequestsAlone() throws {

@@ -19,6 +19,32 @@ import sys
 import time
 
 
+def load_pipelines(prior, decoder, dtype):
+    """diffusers' two pipelines from pipeline folders, component by component. The published
+    model_index.json files name the library "wuerstchen" and diffusers' own save_pretrained writes "diffusers";
+    diffusers 0.42 (which moved the models to pipelines/deprecated) resolves neither, so the components are
+    loaded from their subfolders and handed to the pipelines."""
+    import torch
+    from diffusers import DDPMWuerstchenScheduler, WuerstchenDecoderPipeline, WuerstchenPriorPipeline
+    from diffusers.pipelines.deprecated.wuerstchen import PaellaVQModel, WuerstchenDiffNeXt, WuerstchenPrior
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    kw = dict(torch_dtype=dtype)
+    if any(f.endswith(".fp16.safetensors") for f in os.listdir(os.path.join(prior, "prior"))):
+        kw["variant"] = "fp16"
+
+    def common(folder):
+        return dict(tokenizer=CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer")),
+                    text_encoder=CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), **kw),
+                    scheduler=DDPMWuerstchenScheduler.from_pretrained(os.path.join(folder, "scheduler")))
+
+    prior_pipe = WuerstchenPriorPipeline(prior=WuerstchenPrior.from_pretrained(os.path.join(prior, "prior"), **kw), **common(prior))
+    decoder_pipe = WuerstchenDecoderPipeline(decoder=WuerstchenDiffNeXt.from_pretrained(os.path.join(decoder, "decoder"), **kw),
+                                             vqgan=PaellaVQModel.from_pretrained(os.path.join(decoder, "vqgan"), **kw),
+                                             **common(decoder))
+    return prior_pipe, decoder_pipe
+
+
 def diffusers_run(prior, decoder, size, threads, dtype_name, image_path=None):
     """Runs in a child process: loads both pipelines with diffusers and times one generation."""
     import resource
@@ -30,24 +56,7 @@ def diffusers_run(prior, decoder, size, threads, dtype_name, image_path=None):
     torch.set_num_threads(threads)
     dtype = getattr(torch, dtype_name)
     t0 = time.perf_counter()
-    kw = dict(torch_dtype=dtype)
-    if any(f.endswith(".fp16.safetensors") for f in os.listdir(os.path.join(prior, "prior"))):
-        kw["variant"] = "fp16"
-    # The published model_index.json files name the library "wuerstchen", which diffusers 0.42 refuses
-    # to resolve: load the components one by one and hand them to the pipelines.
-    from diffusers import DDPMWuerstchenScheduler
-    from diffusers.pipelines.deprecated.wuerstchen import PaellaVQModel, WuerstchenDiffNeXt, WuerstchenPrior
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    def common(folder):
-        return dict(tokenizer=CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer")),
-                    text_encoder=CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), **kw),
-                    scheduler=DDPMWuerstchenScheduler.from_pretrained(os.path.join(folder, "scheduler")))
-
-    prior_pipe = WuerstchenPriorPipeline(prior=WuerstchenPrior.from_pretrained(os.path.join(prior, "prior"), **kw), **common(prior))
-    decoder_pipe = WuerstchenDecoderPipeline(decoder=WuerstchenDiffNeXt.from_pretrained(os.path.join(decoder, "decoder"), **kw),
-                                             vqgan=PaellaVQModel.from_pretrained(os.path.join(decoder, "vqgan"), **kw),
-                                             **common(decoder))
+    prior_pipe, decoder_pipe = load_pipelines(prior, decoder, dtype)
     load = time.perf_counter() - t0
 
     timings = {"text": [], "vq": 0.0}

@@ -45,6 +45,13 @@ if [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null; then
         exit 1
     }
     echo "deploy_e2e: the staged binary finds its tokenizer files without the build folder"
+    unshare --mount sh -c 'mount -t tmpfs none "$1" && exec "$2/bin/wuerstchen" generate --prompt "a red circle on a blue background" \
+        --width 128 --height 128 --prior-steps 2 --decoder-steps 2 --seed 0 --output "$3"' sh "$scratch" "$app" "$work/demo.png" \
+        2> "$work/demo.err" || {
+        echo "deploy_e2e: the staged binary could not run the embedded demo model without the build folder: $(cat "$work/demo.err")" >&2
+        exit 1
+    }
+    echo "deploy_e2e: the staged binary finds the embedded demo model without the build folder"
 else
     echo "deploy_e2e: not root: the tokenizer-files check without the build folder is skipped" >&2
 fi

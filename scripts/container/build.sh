@@ -7,6 +7,7 @@
 #
 #   DEST/bin/wuerstchen                   the server and CLI
 #   DEST/bin/wuerstchen_CLIP.resources/   the CLIP tokenizer files, found next to the executable
+#   DEST/bin/wuerstchen_Wuerstchen.resources/   the embedded demo model (diffusers folders), likewise
 #   DEST/bin/healthcheck                  the image's HEALTHCHECK (scripts/container/healthcheck.sh)
 #   DEST/config/server.json               Config/server.json with "host": "0.0.0.0"
 #
@@ -30,7 +31,7 @@ mkdir -p "$dest/bin" "$dest/config"
 install -m 755 "$bin/wuerstchen" "$dest/bin/wuerstchen"
 bundles=("$bin"/*.resources)
 if [ ! -d "${bundles[0]}" ]; then
-    echo "build.sh: no resource bundle (*.resources) next to $bin/wuerstchen; the tokenizer needs one" >&2
+    echo "build.sh: no resource bundle (*.resources) next to $bin/wuerstchen; the tokenizer and the demo model need them" >&2
     exit 1
 fi
 cp -R "${bundles[@]}" "$dest/bin/"

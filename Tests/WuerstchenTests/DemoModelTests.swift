@@ -1,0 +1,73 @@
+import Foundation
+import SafeTensors
+import Testing
+import Tensor
+@testable import Wuerstchen
+
+/// The embedded demo model: it equals diffusers on its own folders, and it draws what the prompt asks for.
+@Suite(.serialized) struct DemoModelTests {
+    static let pipeline: WuerstchenPipeline = try! DemoModel.pipeline()
+
+    /// diffusers' images for the demo model (scripts/fixtures/demo_model.py): embeddings within 1e-3
+    /// relative, pixels within 2 levels.
+    @Test func reproducesDiffusers() throws {
+        let expected = try SafeTensorsFile(url: try Fixture.url("demo_model/expected.safetensors"))
+        let scenarios = try PipelineParityTests.scenarios(expected)
+        #expect(scenarios.count == 3)
+        let results = try Self.pipeline.generate(scenarios.map(\.request))
+        for (scenario, result) in zip(scenarios, results) {
+            try PipelineParityTests.expectEqualToDiffusers(try result.get(), expected, scenario.name, what: "demo \(scenario.name)")
+        }
+    }
+
+    /// The classifier itself, on scenes drawn by the training data's renderer (scenes.py, 64 px): every
+    /// judged property must be right, else the semantic scores below mean nothing.
+    @Test func classifierReadsTheRenderersScenes() throws {
+        let file = try SafeTensorsFile(url: try Fixture.url("demo_model/scenes.safetensors"))
+        let images = try file.tensor("images")  // [n, 64, 64, 3] in [0, 1]
+        let scenes = try JSONSerialization.jsonObject(with: Data(file.metadata["scenes"]!.utf8)) as! [[String: String]]
+        #expect(scenes.count == images.shape[0] && scenes.count >= 20)
+        for (i, scene) in scenes.enumerated() {
+            let image = slice(images, rows: i..<i + 1).reshaped(Array(images.shape.dropFirst()))
+            let v = SceneClassifier.classify(image)
+            #expect(v.background == scene["background"] && v.colour == scene["colour"] && v.shape == scene["shape"]
+                    && v.position == scene["position"], "scene \(i) \(scene): classified as \(v)")
+        }
+    }
+
+    /// At the pipeline's default settings (default prior schedule, prior guidance 4, 12 decoder steps), 64
+    /// prompts of the grammar at 256 and 512 px: background >= 95%, object colour >= 90%, shape >= 80%,
+    /// position >= 80% (issue 15's bar).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["WUERSTCHEN_SKIP_SEMANTIC"] == nil),
+          arguments: [256, 512])
+    func drawsWhatThePromptSays(side: Int) throws {
+        let scenes = SceneClassifier.scenes(count: 64, seed: 15)
+        var background = 0, colour = 0, shape = 0, position = 0
+        var failures: [String] = []
+        for chunk in stride(from: 0, to: scenes.count, by: 16) {
+            let part = Array(scenes[chunk..<min(chunk + 16, scenes.count)])
+            let requests = part.enumerated().map { i, s in
+                GenerationRequest(prompt: s.caption, width: side, height: side, seed: UInt64(chunk + i))
+            }
+            for (scene, result) in zip(part, try Self.pipeline.generate(requests)) {
+                let images = try result.get().images
+                let v = SceneClassifier.classify(images.reshaped(Array(images.shape.dropFirst())))
+                background += v.background == scene.background ? 1 : 0
+                colour += v.colour == scene.colour ? 1 : 0
+                shape += v.shape == scene.shape ? 1 : 0
+                position += v.position == scene.position ? 1 : 0
+                if v.background != scene.background || v.colour != scene.colour || v.shape != scene.shape || v.position != scene.position {
+                    failures.append("'\(scene.caption)' -> \(v.background) / \(v.colour ?? "-") / \(v.shape ?? "-") / \(v.position ?? "-")")
+                }
+            }
+        }
+        let n = Double(scenes.count)
+        func pct(_ k: Int) -> Double { (Double(k) / n * 1000).rounded() / 10 }
+        print("demo model at \(side) px, \(scenes.count) prompts: background \(pct(background))%, object colour \(pct(colour))%, shape \(pct(shape))%, position \(pct(position))%")
+        for f in failures { print("  missed: \(f)") }
+        #expect(pct(background) >= 95, "background colour right in \(pct(background))% at \(side) px")
+        #expect(pct(colour) >= 90, "object colour right in \(pct(colour))% at \(side) px")
+        #expect(pct(shape) >= 80, "shape right in \(pct(shape))% at \(side) px")
+        #expect(pct(position) >= 80, "position right in \(pct(position))% at \(side) px")
+    }
+}

@@ -1,0 +1,118 @@
+"""Captioned scenes drawn by code: the demo model's training data, made on the fly (no download).
+
+Grammar (the README's "what the demo model draws"):
+    a [small|large] COLOUR SHAPE [on the left|on the right|at the top|at the bottom|in the center] on a COLOUR background
+with one flat-filled object (circle, axis-aligned square, equilateral triangle pointing up, ring whose hole is
+half the outer diameter) on a flat background of another colour. Captions come in several phrasings so that
+near-misses ("a red circle, blue background", no article, background first) still work.
+
+Geometry is in units of the image side, so a scene looks the same at every resolution. `render` anti-aliases
+edges with a one-pixel ramp of the signed distance.
+"""
+import math
+import random
+
+import numpy as np
+
+COLOURS = {
+    "red": (220, 40, 40), "orange": (245, 140, 30), "yellow": (245, 220, 40), "green": (40, 170, 70),
+    "blue": (40, 80, 220), "purple": (140, 60, 190), "pink": (245, 150, 200), "white": (245, 245, 245),
+    "black": (20, 20, 20), "gray": (128, 128, 128),
+}
+SHAPES = ("circle", "square", "triangle", "ring")
+# Object extent (diameter, side, triangle side, ring outer diameter) as a fraction of the image side.
+SIZES = {"small": 0.24, "medium": 0.36, "large": 0.48}
+# Object centre (x, y) as fractions; y grows downwards.
+POSITIONS = {"center": (0.5, 0.5), "left": (0.27, 0.5), "right": (0.73, 0.5), "top": (0.5, 0.27), "bottom": (0.5, 0.73)}
+POSITION_WORDS = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
+                  "center": "in the center"}
+
+
+class Scene:
+    def __init__(self, shape, colour, background, size="medium", position="center", jitter=(0.0, 0.0, 1.0)):
+        assert colour != background
+        self.shape, self.colour, self.background = shape, colour, background
+        self.size, self.position = size, position
+        self.jitter = jitter  # (dx, dy, scale)
+
+    def caption(self, rng):
+        """One phrasing of the scene, drawn from rng (random.Random)."""
+        size = "" if self.size == "medium" else self.size + " "
+        pos = POSITION_WORDS[self.position]
+        if self.position == "center" and rng.random() < 0.7:
+            pos = ""
+        obj = f"{size}{self.colour} {self.shape}"
+        bg = f"{self.background} background"
+        article = "a " if rng.random() < 0.8 else ""
+        variant = rng.random()
+        if variant < 0.55:
+            text = f"{article}{obj} {pos} on a {bg}"
+        elif variant < 0.7:
+            text = f"{article}{obj} {pos}, {bg}"
+        elif variant < 0.8:
+            text = f"{article}{obj} on a {bg} {pos}"
+        elif variant < 0.9:
+            text = f"a {bg} with {article}{obj} {pos}"
+        else:
+            text = f"{obj} {pos} on {bg}"
+        return " ".join(text.replace(" ,", ",").split())
+
+    def render(self, side):
+        """[side, side, 3] float32 in [0, 1]."""
+        dx, dy, scale = self.jitter
+        cx, cy = POSITIONS[self.position]
+        cx, cy = (cx + dx) * side, (cy + dy) * side
+        extent = SIZES[self.size] * scale * side
+        coords = np.arange(side, dtype=np.float32) + 0.5
+        x, y = coords[None, :] - cx, coords[:, None] - cy
+        if self.shape == "circle":
+            sdf = np.sqrt(x * x + y * y) - extent / 2
+        elif self.shape == "ring":
+            d = np.sqrt(x * x + y * y)
+            sdf = np.maximum(d - extent / 2, extent / 4 - d)
+        elif self.shape == "square":
+            sdf = np.maximum(np.abs(x), np.abs(y)) - extent / 2
+        else:  # equilateral triangle pointing up, its bounding box centred on (cx, cy)
+            h = extent * math.sqrt(3) / 2
+            yt = y + h / 2  # 0 at the apex, h at the base
+            # Distance to the two slanted sides: normal (±cos30, -sin30) through the apex.
+            c30, s30 = math.sqrt(3) / 2, 0.5
+            left = -c30 * x - s30 * yt
+            right = c30 * x - s30 * yt
+            sdf = np.maximum(np.maximum(left, right), yt - h)
+        alpha = np.clip(0.5 - sdf, 0.0, 1.0)[..., None]
+        fg = np.array(COLOURS[self.colour], np.float32) / 255
+        bg = np.array(COLOURS[self.background], np.float32) / 255
+        return (bg + (fg - bg) * alpha).astype(np.float32)
+
+
+def random_scene(rng, jitter=True):
+    names = list(COLOURS)
+    colour = rng.choice(names)
+    background = rng.choice([c for c in names if c != colour])
+    size = rng.choice(["small", "medium", "medium", "large"])
+    position = rng.choice(["center", "center", "left", "right", "top", "bottom"])
+    j = (rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03), rng.uniform(0.92, 1.08)) if jitter else (0.0, 0.0, 1.0)
+    return Scene(rng.choice(SHAPES), colour, background, size, position, j)
+
+
+def batch(rng, n, side, drop_caption=0.0):
+    """n random scenes: images [n, 3, side, side] in [0, 1] (NCHW for torch) and their captions
+    ("" with probability drop_caption, for classifier-free guidance)."""
+    scenes = [random_scene(rng) for _ in range(n)]
+    images = np.stack([s.render(side) for s in scenes]).transpose(0, 3, 1, 2)
+    captions = ["" if rng.random() < drop_caption else s.caption(rng) for s in scenes]
+    return images, captions, scenes
+
+
+if __name__ == "__main__":
+    import sys
+    from PIL import Image
+    rng = random.Random(0)
+    out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/scenes"
+    import os
+    os.makedirs(out, exist_ok=True)
+    for i in range(12):
+        s = random_scene(rng)
+        Image.fromarray((s.render(256) * 255).round().astype(np.uint8)).save(f"{out}/{i}.png")
+        print(i, s.caption(rng))
