@@ -87,13 +87,14 @@ enum ActivationQuantizer {
         let top = Float(levels)
         for i in rows {
             let x = a + i * lda, xr = raw + i * lda * 4
-            // Range of the row, with 0 inside.
+            // Range of the row, with 0 inside. (`replacing(with:where:)` inlines; `pointwiseMin` and the
+            // stdlib's float-to-integer vector conversions are generic calls per lane here.)
             var lo = VF(repeating: 0), hi = VF(repeating: 0)
             var c = 0
             while c + 8 <= k {
                 let v = xr.loadUnaligned(fromByteOffset: c * 4, as: VF.self)
-                lo = pointwiseMin(lo, v)
-                hi = pointwiseMax(hi, v)
+                lo = lo.replacing(with: v, where: v .< lo)
+                hi = hi.replacing(with: v, where: v .> hi)
                 c += 8
             }
             var mn = lo.min(), mx = hi.max()
@@ -109,11 +110,17 @@ enum ActivationQuantizer {
             zeros[i] = Int32(zero)
             let out = UnsafeMutableRawPointer(q + i * k)
             let vinv = VF(repeating: inv), vz = VF(repeating: zero), vtop = VF(repeating: top), v0 = VF(repeating: 0)
+            // Adding 1.5 * 2^23 rounds a value in [0, 2^22) to the nearest integer, ties to even, and leaves that
+            // integer in the low mantissa bits.
+            let magic = VF(repeating: 0x1.8p23)
             c = 0
             while c + 8 <= k {
                 let v = xr.loadUnaligned(fromByteOffset: c * 4, as: VF.self)
-                let t = pointwiseMin(vtop, pointwiseMax(v0, (v * vinv).rounded(.toNearestOrEven) + vz))
-                out.storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: SIMD8<Int32>(t)), toByteOffset: c, as: SIMD8<UInt8>.self)
+                var t = v * vinv + vz
+                t = t.replacing(with: v0, where: t .< v0)
+                t = t.replacing(with: vtop, where: t .> vtop)
+                let bits = unsafeBitCast(t + magic, to: SIMD8<UInt32>.self)
+                out.storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: bits), toByteOffset: c, as: SIMD8<UInt8>.self)
                 c += 8
             }
             while c < k {
