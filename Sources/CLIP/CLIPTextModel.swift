@@ -81,10 +81,10 @@ public struct CLIPTextModel: @unchecked Sendable {
     private let layers: [EncoderLayer]
     private let final_layer_norm: LayerNorm
 
-    /// The precision the Linear and attention weights are held in (bf16 only when all of them are).
+    /// The precision the Linear and attention weights are held in (bf16 or int8 only when all of them are).
     public var precision: Precision {
-        !layers.isEmpty && layers.allSatisfy { $0.fc1.weight.precision == .bf16 && $0.self_attn.in_proj_weight.precision == .bf16 }
-            ? .bf16 : .fp32
+        guard let p = layers.first?.fc1.weight.precision else { return .fp32 }
+        return layers.allSatisfy { $0.fc1.weight.precision == p && $0.self_attn.in_proj_weight.precision == p } ? p : .fp32
     }
 
     private struct EncoderLayer {

@@ -196,7 +196,7 @@ extension ServerConfiguration {
         double("drain_seconds", 0...86_400) { $0.config.drainSeconds = $1 },
         optionalString("prior") { $0.config.prior = $1 },
         optionalString("decoder") { $0.config.decoder = $1 },
-        oneOf("precision", ["fp32", "bf16"]) { $0.config.precision = $1 },
+        oneOf("precision", ["fp32", "bf16", "int8"]) { $0.config.precision = $1 },
         int("threads", 0...4096) { $0.config.threads = $1 },
         oneOf("log_level", ["trace", "debug", "info", "notice", "warning", "error", "critical"]) { $0.config.logLevel = $1 },
     ]

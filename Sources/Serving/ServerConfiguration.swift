@@ -38,8 +38,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var prior: String?
     /// `decoder`: decoder pipeline folder.
     public var decoder: String?
-    /// `precision`: `fp32`, or `bf16` (GEMM weights in bfloat16 through oneDNN; fp32 with a logged message on
-    /// CPUs without AVX512-BF16).
+    /// `precision`: `fp32`, `bf16` (GEMM weights in bfloat16 through oneDNN; fp32 with a logged message on
+    /// CPUs without AVX512-BF16) or `int8` (Linear, 1x1-conv and attention-projection GEMMs in int8 through
+    /// oneDNN; fp32 with a logged message on CPUs without AVX2).
     public var precision = "fp32"
     /// `threads`: threads for OpenBLAS and the op pool, 0 for every core.
     public var threads = 0

@@ -10,7 +10,9 @@
 /// The default 8 MB workspace keeps the column block in cache for the GEMM (measured as fast as a bare
 /// sgemm of the same size; 64 MB blocks were 5-15% slower) and below glibc's mmap threshold.
 /// The kernel is permuted once at init so that every GEMM is `[rows, kh*kw*Cin] x W^T`; in `bf16`
-/// precision (`converted(to:)`) that kernel is held in bfloat16 and the columns are rounded at the GEMM.
+/// precision (`converted(to:)`) that kernel is held in bfloat16 and the columns are rounded at the GEMM; in
+/// `int8` a 1x1 kernel is held in int8 (its input quantised per pixel at the GEMM) and larger kernels stay
+/// float32 (the 2x2 patch embeddings and downscalers see raw latents and mix neighbouring pixels' ranges).
 public struct Conv2d: @unchecked Sendable {
     /// The checkpoint's `weight` (`[Cout, Cin, kh, kw]`), stored permuted to `[Cout, kh, kw, Cin]` and
     /// viewed as the GEMM's `[Cout, kh*kw*Cin]`.
@@ -63,10 +65,11 @@ public struct Conv2d: @unchecked Sendable {
         }
     }
 
-    /// The same layer with its kernel in `precision`.
+    /// The same layer with its kernel in `precision` (`int8` only for 1x1 kernels, float32 otherwise).
     public func converted(to precision: Precision) -> Conv2d {
         var c = self
-        c.weight = weight.converted(to: precision)
+        let pointwise = kernelHeight == 1 && kernelWidth == 1
+        c.weight = weight.converted(to: precision == .int8 && !pointwise ? .fp32 : precision)
         return c
     }
 

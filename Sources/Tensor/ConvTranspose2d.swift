@@ -11,7 +11,7 @@
 /// sum four. Input rows are processed in blocks so the GEMM buffer stays below `workspaceBytes`
 /// (8 MB by default: in cache for the gather, measured as fast as larger blocks). The GEMM goes through
 /// `GEMM.linear`, so in `bf16` precision (`converted(to:)`) the kernel is held in bfloat16 and the input
-/// rounded at the GEMM; the col2im sums stay float32.
+/// rounded at the GEMM; the col2im sums stay float32. `int8` keeps the kernel float32 (the upscalers).
 public struct ConvTranspose2d: @unchecked Sendable {
     /// The checkpoint's `weight` (`[Cin, Cout, kh, kw]`), as the GEMM takes it.
     private var kernel: Kernel
@@ -73,11 +73,11 @@ public struct ConvTranspose2d: @unchecked Sendable {
         return .fp32
     }
 
-    /// The same layer with its kernel in `precision`.
+    /// The same layer with its kernel in `precision` (`int8`: float32).
     public func converted(to precision: Precision) -> ConvTranspose2d {
         var c = self
         let n = kernelHeight * kernelWidth * outChannels, ci = inChannels
-        switch (kernel, precision) {
+        switch (kernel, precision == .int8 ? .fp32 : precision) {
         case (.float32(let w), .bf16):
             let t = Tensor(uninitialized: [n, ci])  // [Cin, n] -> [n, Cin]
             for r in 0..<ci {

@@ -1,8 +1,9 @@
 import CBLAS
 
 /// The GEMM seam: every matrix product of the engine goes through here. Two backends: OpenBLAS in
-/// float32 (`sgemm`, and `linear` with a Float32 weight) and oneDNN with bfloat16 inputs and float32
-/// accumulation and output (`linear` with a bfloat16 weight, see `OneDNNMatmul`).
+/// float32 (`sgemm`, and `linear` with a Float32 weight) and oneDNN, with bfloat16 inputs and float32
+/// accumulation and output (`linear` with a bfloat16 weight, see `OneDNNMatmul`) or with int8 inputs and
+/// int32 accumulation (`linear` with an int8 weight, see `linearInt8`).
 public enum GEMM {
     /// Row-major `C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C`, where `op` transposes
     /// when asked. `lda`, `ldb`, `ldc` are the row strides of A, B and C as stored.
@@ -38,7 +39,8 @@ public enum GEMM {
     /// `c[m, n] = a[m, k] W[rows]^T + bias[n]`, plus `c` when `accumulate` (a residual added in place):
     /// the product of activations with a layer's weight (`rows` of its `[out, in]` matrix, `n = rows.count`,
     /// `k = weight.cols`), `a` rows `lda` apart, `c` rows `ldc` apart. A Float32 weight runs `sgemm`; a
-    /// bfloat16 one rounds `a` to bfloat16 (nearest even) and runs oneDNN, accumulating in float32.
+    /// bfloat16 one rounds `a` to bfloat16 (nearest even) and runs oneDNN, accumulating in float32; an int8
+    /// one quantises `a` per row and runs oneDNN, accumulating in int32.
     public static func linear(
         m: Int, a: UnsafePointer<Float>, lda: Int, weight: WeightMatrix, rows: Range<Int>? = nil,
         bias: UnsafePointer<Float>?, accumulate: Bool = false, c: UnsafeMutablePointer<Float>, ldc: Int
@@ -80,6 +82,8 @@ public enum GEMM {
             OneDNNMatmul.shared.run(
                 m: m, n: n, k: k, a: a16, w: w.pointer + rows.lowerBound * k, ldw: k,
                 bias: bias, accumulate: accumulate, c: c, ldc: ldc)
+        case .int8(let q):
+            linearInt8(m: m, a: a, lda: lda, weight: q, rows: rows, bias: bias, accumulate: accumulate, c: c, ldc: ldc)
         }
     }
 

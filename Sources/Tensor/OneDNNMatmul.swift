@@ -1,9 +1,10 @@
 import CDNNL
 import Foundation
 
-/// The bfloat16 backend of the GEMM seam: oneDNN's matmul primitive (the library PyTorch runs its CPU
-/// bfloat16 matmuls on), `dst[m, n] (f32) = src[m, k] (bf16) x weights[k, n] (bf16) + bias[n] (f32)`,
-/// optionally `+ dst` (a sum post-op), float32 accumulation.
+/// The bfloat16 and int8 backend of the GEMM seam: oneDNN's matmul primitive (the library PyTorch runs its
+/// CPU bfloat16 matmuls on), `dst[m, n] (f32) = src[m, k] (bf16) x weights[k, n] (bf16) + bias[n] (f32)`,
+/// optionally `+ dst` (a sum post-op), float32 accumulation; or `dst (s32) = src (u8) x weights (s8)`, int32
+/// accumulation, no scales or zero points (the seam applies those, see `GEMM.linear`).
 ///
 /// The weights are PyTorch's `[n, k]` rows read through strides `(1, ldw)` (oneDNN's `ba` layout of a
 /// `[k, n]` matrix), so nothing is transposed or copied here. Primitives are created once per shape and
@@ -22,6 +23,19 @@ final class OneDNNMatmul: @unchecked Sendable {
     private struct Key: Hashable {
         var m: Int, n: Int, k: Int, ldw: Int, ldc: Int
         var bias: Bool, accumulate: Bool
+        var types: Types = .bfloat16
+    }
+
+    /// Element types of a product.
+    enum Types: Hashable {
+        /// bf16 x bf16 -> f32.
+        case bfloat16
+        /// u8 x s8 -> s32.
+        case int8
+
+        /// Bytes of a source and weight element, of an output element.
+        var inputBytes: Int { self == .bfloat16 ? 2 : 1 }
+        var outputBytes: Int { 4 }
     }
 
     /// A created primitive, destroyed when the last user lets go (eviction cannot pull it from under a call).
@@ -62,8 +76,16 @@ final class OneDNNMatmul: @unchecked Sendable {
     }
 
     /// oneDNN's name for the kernel it runs for this shape (for example `brg:avx512_core_bf16`).
-    func implementation(m: Int, n: Int, k: Int) -> String {
-        primitive(Key(m: m, n: n, k: k, ldw: k, ldc: n, bias: false, accumulate: false)).implementation
+    func implementation(m: Int, n: Int, k: Int, types: Types = .bfloat16) -> String {
+        primitive(Key(m: m, n: n, k: k, ldw: k, ldc: n, bias: false, accumulate: false, types: types)).implementation
+    }
+
+    /// `c[m, n] (int32) = a[m, k] (u8) w^T (s8)`, `w` rows `ldw` apart (`[n, k]`), `c` rows `ldc` apart, on the
+    /// calling thread (the int8 seam splits the work itself, quantising and scaling around each block).
+    func runInt8Block(m: Int, n: Int, k: Int, a: UnsafePointer<UInt8>, w: UnsafePointer<Int8>, ldw: Int,
+                      c: UnsafeMutablePointer<Int32>, ldc: Int) {
+        runBlock(Key(m: m, n: n, k: k, ldw: ldw, ldc: ldc, bias: false, accumulate: false, types: .int8),
+                 a: UnsafeRawPointer(a), w: UnsafeRawPointer(w), bias: nil, c: UnsafeMutableRawPointer(c))
     }
 
     /// `c[m, n] = a[m, k] w^T (+ bias) (+ c)` with `a` and `w` bfloat16 (`a` packed `[m, k]`, `w` rows `ldw`
@@ -82,20 +104,20 @@ final class OneDNNMatmul: @unchecked Sendable {
                 let lo = part * step, hi = min(extent, lo + step)
                 guard lo < hi else { continue }
                 if byColumns {
-                    runBlock(m: m, n: hi - lo, k: k, a: a, w: w + lo * ldw, ldw: ldw, bias: bias.map { $0 + lo },
-                             accumulate: accumulate, c: c + lo, ldc: ldc)
+                    runBlock(Key(m: m, n: hi - lo, k: k, ldw: ldw, ldc: ldc, bias: bias != nil, accumulate: accumulate),
+                             a: a, w: w + lo * ldw, bias: bias.map { $0 + lo }, c: c + lo)
                 } else {
-                    runBlock(m: hi - lo, n: n, k: k, a: a + lo * k, w: w, ldw: ldw, bias: bias,
-                             accumulate: accumulate, c: c + lo * ldc, ldc: ldc)
+                    runBlock(Key(m: hi - lo, n: n, k: k, ldw: ldw, ldc: ldc, bias: bias != nil, accumulate: accumulate),
+                             a: a + lo * k, w: w, bias: bias, c: c + lo * ldc)
                 }
             }
         }
     }
 
-    /// One single-threaded primitive call.
-    private func runBlock(m: Int, n: Int, k: Int, a: UnsafePointer<UInt16>, w: UnsafePointer<UInt16>, ldw: Int,
-                          bias: UnsafePointer<Float>?, accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        let p = primitive(Key(m: m, n: n, k: k, ldw: ldw, ldc: ldc, bias: bias != nil, accumulate: accumulate))
+    /// One single-threaded primitive call (`a` packed `[m, k]`, `w` and `c` strided as `key` says).
+    private func runBlock(_ key: Key, a: UnsafeRawPointer, w: UnsafeRawPointer, bias: UnsafePointer<Float>?,
+                          c: UnsafeMutableRawPointer) {
+        let p = primitive(key)
         // OpenMP keeps the thread count per calling thread: 1 on every thread that calls in.
         if omp_get_max_threads() != 1 { omp_set_num_threads(1) }
 
@@ -121,7 +143,7 @@ final class OneDNNMatmul: @unchecked Sendable {
         var stream: dnnl_stream_t?
         OneDNNMatmul.check(dnnl_stream_create(&stream, engine, UInt32(dnnl_stream_default_flags.rawValue)), "dnnl_stream_create")
         defer { dnnl_stream_destroy(stream) }
-        OneDNNMatmul.check(dnnl_primitive_execute(p.handle, stream, Int32(args.count), &args), "matmul \(m)x\(k) x \(k)x\(n)")
+        OneDNNMatmul.check(dnnl_primitive_execute(p.handle, stream, Int32(args.count), &args), "matmul \(key)")
         OneDNNMatmul.check(dnnl_stream_wait(stream), "dnnl_stream_wait")
     }
 
@@ -149,9 +171,10 @@ final class OneDNNMatmul: @unchecked Sendable {
                 "memory descriptor \(dims) strides \(strides)")
             return d
         }
-        var src = desc([key.m, key.k], [key.k, 1], dnnl_bf16)
-        var weights = desc([key.k, key.n], [1, key.ldw], dnnl_bf16)  // `ba`: PyTorch's [n, k] rows
-        var dst = desc([key.m, key.n], [key.ldc, 1], dnnl_f32)
+        let int8 = key.types == .int8
+        var src = desc([key.m, key.k], [key.k, 1], int8 ? dnnl_u8 : dnnl_bf16)
+        var weights = desc([key.k, key.n], [1, key.ldw], int8 ? dnnl_s8 : dnnl_bf16)  // `ba`: PyTorch's [n, k] rows
+        var dst = desc([key.m, key.n], [key.ldc, 1], int8 ? dnnl_s32 : dnnl_f32)
         var bias = key.bias ? desc([1, key.n], [key.n, 1], dnnl_f32) : nil
         var op = dnnl_matmul_desc_t()
         let status: dnnl_status_t

@@ -1,5 +1,5 @@
 /// A GEMM weight `[rows, cols]` in PyTorch's `[out, in]` order (row-major), held in the precision its
-/// layer runs in: a Float32 tensor for OpenBLAS or bfloat16 for oneDNN. `GEMM.linear` multiplies by its
+/// layer runs in: a Float32 tensor for OpenBLAS, bfloat16 or int8 (per output channel scales) for oneDNN. `GEMM.linear` multiplies by its
 /// transpose either way, without copying.
 public struct WeightMatrix: @unchecked Sendable {
     /// Where the elements live.
@@ -8,6 +8,8 @@ public struct WeightMatrix: @unchecked Sendable {
         case float32(Tensor)
         /// bfloat16, `rows * cols` elements.
         case bfloat16(BFloat16Storage)
+        /// Symmetric int8 with one scale per row.
+        case int8(Int8Weights)
     }
 
     /// Output features (PyTorch's first dimension).
@@ -34,34 +36,49 @@ public struct WeightMatrix: @unchecked Sendable {
         storage = .bfloat16(bfloat16)
     }
 
+    /// An int8 weight.
+    public init(int8: Int8Weights) {
+        rows = int8.rows
+        cols = int8.cols
+        storage = .int8(int8)
+    }
+
     /// `[rows, cols]`.
     public var shape: [Int] { [rows, cols] }
 
     /// The precision the elements are held in.
     public var precision: Precision {
-        if case .bfloat16 = storage { return .bf16 }
-        return .fp32
+        switch storage {
+        case .float32: return .fp32
+        case .bfloat16: return .bf16
+        case .int8: return .int8
+        }
     }
 
-    /// The weight in `precision`: bfloat16 rounds to nearest even (as torch), Float32 widens exactly; the same
+    /// The weight in `precision`: bfloat16 rounds to nearest even (as torch), int8 quantises each row
+    /// symmetrically (`Int8Weights`), Float32 widens (exactly from bfloat16, `scale * q` from int8); the same
     /// value when it already is in that precision.
     public func converted(to precision: Precision) -> WeightMatrix {
-        switch (storage, precision) {
-        case (.float32(let t), .bf16):
+        if precision == self.precision { return self }
+        switch precision {
+        case .fp32:
+            return WeightMatrix(float32)
+        case .bf16:
+            let t = float32
             return WeightMatrix(rows: rows, cols: cols, bfloat16: BFloat16Storage(rounding: t.data, count: t.count))
-        case (.bfloat16(let s), .fp32):
-            return WeightMatrix(s.widened().reshaped([rows, cols]))
-        default:
-            return self
+        case .int8:
+            let t = float32
+            return WeightMatrix(int8: Int8Weights(quantizing: t.data, rows: rows, cols: cols))
         }
     }
 
     /// The elements as a Float32 `[rows, cols]` tensor: the storage itself for Float32, a widened copy for
-    /// bfloat16 (for load-time arithmetic such as folding or stacking).
+    /// bfloat16 or int8 (for load-time arithmetic such as folding or stacking).
     public var float32: Tensor {
         switch storage {
         case .float32(let t): return t
         case .bfloat16(let s): return s.widened().reshaped([rows, cols])
+        case .int8(let q): return q.dequantized()
         }
     }
 
@@ -71,8 +88,9 @@ public struct WeightMatrix: @unchecked Sendable {
         let cols = parts[0].cols, precision = parts[0].precision
         precondition(parts.allSatisfy { $0.cols == cols }, "WeightMatrix.stacked: column counts differ, \(parts.map(\.shape))")
         let rows = parts.reduce(0) { $0 + $1.rows }
-        // Float32 first, rounded once at the end when bfloat16: rounding is idempotent, so bfloat16 parts
-        // come out bit for bit as they went in.
+        // Float32 first, rounded once at the end when bfloat16 or int8: rounding is idempotent, so bfloat16
+        // parts come out bit for bit as they went in (int8 too: each row keeps its scale, its largest element
+        // maps to 127 again).
         let out = Tensor(uninitialized: [rows, cols])
         var at = 0
         for p in parts {

@@ -198,8 +198,12 @@ public struct PaellaVQModel: @unchecked Sendable {
 
     /// The model over `weights` (PyTorch layout, names from `parameters(config)`), GEMM weights in `precision`.
     public init(config c: PaellaVQModelConfig, weights: consuming [String: Tensor], precision: Precision = .fp32) throws {
-        try self.init(config: c, parameters: Weights(tensors: consume weights, precision: precision))
+        try self.init(config: c, parameters: Weights(tensors: consume weights, precision: Self.weightPrecision(precision)))
     }
+
+    /// The precision the VQ-GAN's GEMM weights are held in for a pipeline running in `precision`: `int8` keeps
+    /// the VQ-GAN float32 (its time goes to 3x3/4x4 convolutions at full resolution, and its output is pixels).
+    static func weightPrecision(_ precision: Precision) -> Precision { precision == .int8 ? .fp32 : precision }
 
     /// The model over parameters read from `w`, GEMM weights in `w.precision`.
     init(config c: PaellaVQModelConfig, parameters w: Weights) throws {
@@ -235,7 +239,7 @@ public struct PaellaVQModel: @unchecked Sendable {
         let config = try loadConfig(PaellaVQModelConfig.self, from: folder)
         try config.validate()
         let parameters = try ModelFolder.locateWeights(in: folder, variant: variant).lazy(Self.parameters(config))
-        try self.init(config: config, parameters: Weights(lazy: parameters, precision: precision))
+        try self.init(config: config, parameters: Weights(lazy: parameters, precision: Self.weightPrecision(precision)))
     }
 
     // MARK: Decoding

@@ -13,7 +13,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Decoder pipeline folder (warp-ai/wuerstchen layout, diffusers or PaddlePaddle).")
     var decoder: String?
 
-    @Option(help: "Numeric precision: fp32, or bf16 (GEMM weights and inputs in bfloat16 through oneDNN, float32 elsewhere; needs AVX512-BF16, else fp32 with a message).")
+    @Option(help: "Numeric precision: fp32, bf16 (GEMM weights and inputs in bfloat16 through oneDNN, float32 elsewhere; needs AVX512-BF16, else fp32 with a message) or int8 (Linear, 1x1-conv and attention-projection GEMMs in int8 through oneDNN, float32 elsewhere; needs AVX2, else fp32 with a message).")
     var precision: String = "fp32"
 
     @Option(help: "Threads for OpenBLAS and the op pool (0: all cores).")
@@ -23,13 +23,13 @@ struct ModelOptions: ParsableArguments {
         guard (prior == nil) == (decoder == nil) else {
             throw ValidationError("--prior and --decoder go together: give both pipeline folders, or neither for the demo model")
         }
-        guard precision == "fp32" || precision == "bf16" else {
-            throw ValidationError("--precision must be fp32 or bf16, got '\(precision)'")
+        guard Precision(rawValue: precision) != nil else {
+            throw ValidationError("--precision must be fp32, bf16 or int8, got '\(precision)'")
         }
         guard threads >= 0 else { throw ValidationError("--threads must be 0 (all cores) or more, got \(threads)") }
     }
 
-    /// The precision that runs: `--precision`, or fp32 where the CPU lacks AVX512-BF16.
+    /// The precision that runs: `--precision`, or fp32 where the CPU lacks AVX512-BF16 (bf16) or AVX2 (int8).
     var effectivePrecision: Precision { (Precision(rawValue: precision) ?? .fp32).resolved().precision }
 
     /// Loads the pipelines (or the embedded demo model), logging what was loaded and how long it took.

@@ -35,6 +35,18 @@ enum OpCases {
                 cases.append(OpCase(name: name, work: Double(2 * m * k * n), unit: "GFLOP/s") { _ = layer(x) })
             }
         }
+        // int8 precision: int8 weights per output channel, inputs quantised per row in the seam, oneDNN with
+        // int32 accumulation, scales and bias applied in float32 (work counted as the same 2mkn operations).
+        if Precision.int8Supported {
+            for (name, m, k, n) in [
+                ("linear int8 prior 288x1536->6144", 288, 1536, 6144),
+                ("linear int8 prior 1152x1536->6144", 1152, 1536, 6144), ("linear int8 prior 1152x6144->1536", 1152, 6144, 1536),
+                ("linear int8 decoder 16384x320->1280", 16384, 320, 1280), ("linear int8 decoder 16384x1280->320", 16384, 1280, 320),
+            ] {
+                let x = r(m, k), layer = Linear(weight: r(n, k), bias: r(n)).converted(to: .int8)
+                cases.append(OpCase(name: name, work: Double(2 * m * k * n), unit: "GOP/s") { _ = layer(x) })
+            }
+        }
         for (name, b, c, h, w, co, k, s, p) in [
             ("conv1x1 decoder [1,128,128,16]->320", 1, 16, 128, 128, 320, 1, 1, 0),
             ("conv2x2s2 decoder [1,128,128,320]->640", 1, 320, 128, 128, 640, 2, 2, 0),

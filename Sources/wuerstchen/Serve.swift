@@ -28,7 +28,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Threads for OpenBLAS and the op pool, 0 for all cores.")
     var threads: String?
 
-    @Option(help: "Numeric precision: fp32 or bf16 (needs AVX512-BF16, else fp32 with a message).")
+    @Option(help: "Numeric precision: fp32, bf16 (needs AVX512-BF16) or int8 (needs AVX2); else fp32 with a message.")
     var precision: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")

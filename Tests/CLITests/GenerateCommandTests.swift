@@ -123,6 +123,38 @@ import Tensor
         #expect(s != 0 && e.contains("--precision"), "\(e)")
     }
 
+    /// `--precision int8` on the fixture folders: the images stay within 32 levels of diffusers' fp32 pixels
+    /// (int8 GEMMs, three sampler steps with guidance); where oneDNN has no AVX2 (`ONEDNN_MAX_CPU_ISA=SSE41`
+    /// in the second run) it says so and runs fp32, which then matches within 2 levels.
+    @Test func precisionInt8AndItsFallback() throws {
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let expected = try SafeTensorsFile(url: Self.fixtures.appendingPathComponent("expected.safetensors"))
+        let pixels = try expected.tensor("decoder_cfg_two_images.pixels")  // [2, 128, 128, 3]
+        for environment in [[String: String](), ["ONEDNN_MAX_CPU_ISA": "SSE41"]] {
+            let out = dir.appendingPathComponent("int8.png")
+            let (status, _, err) = try Self.run([
+                "generate", "--prior", Self.fixtures.appendingPathComponent("prior-fp32").path,
+                "--decoder", Self.fixtures.appendingPathComponent("decoder-fp32").path, "--precision", "int8",
+                "--prompt", "an astronaut riding a horse", "--negative-prompt", "ugly", "--width", "128", "--height", "128",
+                "--seed", String(UInt64(1) << 40 + 3), "--prior-steps", "3", "--prior-guidance", "2", "--decoder-steps", "4",
+                "--decoder-guidance", "2.5", "--num-images", "2", "--output", out.path,
+            ], environment: environment)
+            #expect(status == 0, "generate --precision int8 failed: \(err)")
+            let ranInt8 = err.contains("(int8)")
+            #expect(ranInt8 == !err.contains("precision int8 needs AVX2"), "either int8 runs or the fallback is announced: \(err)")
+            #expect(ranInt8 == (Precision.int8Supported && environment.isEmpty), "\(err)")
+            let decoded = try PNGDecoder.decode(try Data(contentsOf: dir.appendingPathComponent("int8-0.png")))
+            let per = 128 * 128 * 3
+            let worst = (0..<per).map { abs(Float(decoded.rgb[$0]) - pixels[flat: $0]) }.max()!
+            let limit: Float = ranInt8 ? 32 : 2
+            print("generate --precision int8 (\(ranInt8 ? "int8" : "fell back to fp32")): at most \(worst) levels from diffusers fp32 (tolerance \(limit))")
+            #expect(worst <= limit)
+        }
+        let (s, _, e) = try Self.run(["generate", "--prompt", "x", "--precision", "int4", "--output", "/tmp/never.png"])
+        #expect(s != 0 && e.contains("fp32, bf16 or int8"), "\(e)")
+    }
+
     @Test func badSizesAndFlagsFailWithAMessage() throws {
         let (status, _, err) = try Self.run(["generate", "--prompt", "x", "--width", "1100", "--output", "/tmp/never.png"])
         #expect(status != 0)

@@ -55,6 +55,23 @@ import Testing
             file: file, environment: ["WUERSTCHEN_PRECISION": "fp32"], flags: [("precision", "--precision", "bf16")]).precision == "bf16")
     }
 
+    /// `precision` takes int8 from each source; other names are refused with the accepted ones listed.
+    @Test func precisionInt8FromFileEnvironmentAndFlags() throws {
+        let file = try Self.temporaryFile(#"{"precision": "int8"}"#)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        #expect(try ServerConfiguration.load(file: file).precision == "int8")
+        #expect(try ServerConfiguration.load(file: nil, environment: ["WUERSTCHEN_PRECISION": "int8"]).precision == "int8")
+        #expect(try ServerConfiguration.load(file: file, environment: ["WUERSTCHEN_PRECISION": "bf16"]).precision == "bf16")
+        #expect(try ServerConfiguration.load(
+            file: nil, environment: ["WUERSTCHEN_PRECISION": "fp32"], flags: [("precision", "--precision", "int8")]).precision == "int8")
+        do {
+            _ = try ServerConfiguration.load(file: nil, environment: ["WUERSTCHEN_PRECISION": "int4"])
+            Issue.record("WUERSTCHEN_PRECISION=int4 was accepted")
+        } catch let error as ConfigurationError {
+            #expect(error.description.contains("int8") && error.description.contains("WUERSTCHEN_PRECISION"), "\(error)")
+        }
+    }
+
     @Test func tlsTakesBothPaths() throws {
         let c = try ServerConfiguration.parse(json: Array(#"{"tls": {"certificate": "/c.pem", "private_key": "/k.pem"}}"#.utf8))
         #expect(c.tls == HTTPTLSConfiguration(certificatePath: "/c.pem", keyPath: "/k.pem"))
