@@ -52,6 +52,8 @@ struct HTTPConnectionStateMachine {
     private var connectedAt: Double
     private var headStartedAt: Double?
     private var bodyProgressAt: Double = 0
+    /// When the head of the request whose body is arriving ended (or its 100 Continue went out).
+    private var bodyStartedAt: Double = 0
     private var idleSince: Double
     /// Response bytes queued and not yet written to the socket (from `outputLevel`).
     private(set) var pendingOutput = 0
@@ -76,7 +78,7 @@ struct HTTPConnectionStateMachine {
     var readDeadline: Double? {
         if isClosed || inFlight || stoppedReading || inputEnded || !queue.isEmpty || outputAboveHighWater { return nil }
         if head != nil {
-            return continueOwed ? nil : bodyProgressAt + limits.bodyTimeout
+            return continueOwed ? nil : min(bodyProgressAt + limits.bodyTimeout, bodyStartedAt + limits.bodyDeadline)
         }
         if let started = headStartedAt { return readingPaused ? nil : started + limits.headerTimeout }
         if pendingOutput > 0 { return nil }
@@ -153,8 +155,12 @@ struct HTTPConnectionStateMachine {
             isClosed = true
             return [.closeAfterFlush]
         }
-        // A head that arrived while we were busy gets its header timeout from now.
+        // A head (or body) that arrived while we were busy gets its timeouts from now.
         if headStartedAt != nil { headStartedAt = now }
+        if head != nil {
+            bodyProgressAt = now
+            bodyStartedAt = now
+        }
         var actions: [Action] = []
         if !queue.isEmpty {
             if !outputAboveHighWater { actions += dispatchNext() }
@@ -164,6 +170,7 @@ struct HTTPConnectionStateMachine {
         } else if continueOwed, let h = head {
             continueOwed = false
             bodyProgressAt = now
+            bodyStartedAt = now
             actions.append(.sendContinue(h))
         }
         if readingPaused && !stoppedReading && !inputEnded && !outputAboveHighWater && queue.count < limits.maxPipelinedRequests {
@@ -226,6 +233,7 @@ struct HTTPConnectionStateMachine {
                 body = []
                 headStartedAt = nil
                 bodyProgressAt = now
+                bodyStartedAt = now
                 if h.expectsContinue {
                     if !inFlight && queue.isEmpty {
                         actions.append(.sendContinue(h))

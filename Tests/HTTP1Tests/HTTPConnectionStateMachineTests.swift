@@ -190,3 +190,19 @@ struct HTTPConnectionStateMachineHardeningTests {
         #expect(base.paths(m.outputLevel(0, now: 6)) == ["/3"])
     }
 }
+
+extension HTTPConnectionStateMachineHardeningTests {
+    /// A body trickling in (a byte per `bodyTimeout`) ends with 408 at `bodyDeadline` after its head.
+    @Test func trickledBodyHitsTheBodyDeadline() {
+        var m = base.machine { $0.bodyTimeout = 30; $0.bodyDeadline = 100 }
+        _ = m.received(crlf("POST / HTTP/1.1\nHost: a\nContent-Length: 1000\n\n"), now: 0)
+        var now = 0.0
+        while now < 90 {
+            now += 25
+            _ = m.received(Array("x".utf8), now: now)
+        }
+        #expect(m.readDeadline == 100)
+        guard case .sendError(let e)? = m.deadlinePassed(now: 100).first else { Issue.record("no 408"); return }
+        #expect(e.status == 408)
+    }
+}
