@@ -246,6 +246,12 @@ final class HTTPConnection: @unchecked Sendable {
                 } else {
                     perform(machine.receivedEOF())
                 }
+                // Whatever remains to write, input is over: an end of file stays readable (level-triggered)
+                // and would spin this loop until the connection closes.
+                if !closed {
+                    inputEnded = true
+                    pauseReading()
+                }
             }
             if tls == nil || result == .wantRead || result == .wantWrite || result == .closed { break }
         } while !closed && !readSuspended && closeMode == .open
@@ -581,6 +587,11 @@ final class HTTPConnection: @unchecked Sendable {
 
     private func startLinger() {
         guard lingerDeadline == nil else { return }
+        // The client already ended its input: nothing left to drain before closing.
+        if inputEnded {
+            closeNow()
+            return
+        }
         tls?.shutdown()
         shutdown(fd, Int32(SHUT_WR))
         lingerDeadline = uptimeSeconds() + limits.lingerTimeout

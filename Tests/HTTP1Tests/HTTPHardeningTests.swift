@@ -69,7 +69,8 @@ struct HTTPHardeningTests {
     @Test func slowReaderGetsTheWholeAnswerPastTheIdleTimeout() throws {
         var limits = HTTPLimits()
         limits.idleTimeout = 0.3
-        let size = 4 << 20
+        // Far more than the kernel's socket buffers take (else they would hide an early close).
+        let size = 16 << 20
         let handler = ClosureHandler { _, response in
             response.respond(status: 200, body: [UInt8](repeating: 0x41, count: size))
         }
@@ -78,8 +79,8 @@ struct HTTPHardeningTests {
             c.send("GET /big HTTP/1.1\nHost: t\n\n")
             var received = 0
             while received < size / 2 {  // well over a second at this pace
-                guard c.fill(max: 16 * 1024) else { break }
-                received += 16 * 1024
+                guard c.fill(max: 64 * 1024) else { break }
+                received += 64 * 1024
                 usleep(10_000)
             }
             let r = try c.readResponse()
@@ -88,7 +89,7 @@ struct HTTPHardeningTests {
     }
 
     @Test func drainLetsADownloadInProgressFinish() throws {
-        let size = 4 << 20
+        let size = 16 << 20
         let handler = ClosureHandler { _, response in
             response.respond(status: 200, body: [UInt8](repeating: 0x42, count: size))
         }
