@@ -26,6 +26,7 @@ final class HTTPConnection: @unchecked Sendable {
     let serverName: String
     private var machine: HTTPConnectionStateMachine
     private var tls: TLSSession?
+    private var tlsUnavailable = false
     private let onClosed: @Sendable (HTTPConnection) -> Void
 
     /// Delivers readability on its thread (through `queue.sync`); `loopID` is 0 until registered.
@@ -43,6 +44,12 @@ final class HTTPConnection: @unchecked Sendable {
     private var writeWaitsForRead = false
     private var timerDeadline: Double?
     private var draining = false
+    /// The client half-closed: the descriptor is never watched for reading again (EOF stays readable).
+    private var inputEnded = false
+    /// While a request is in flight after a half-close: when to look again whether the client went away
+    /// altogether, and the interval after that (see `checkPeer`).
+    private var peerCheckAt: Double?
+    private var peerCheckInterval = 0.05
     private let readBuffer = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     /// The response in progress (weak: a writer released without `finish()` finishes itself in deinit).
     private weak var currentWriter: HTTPResponseWriter?
@@ -75,7 +82,11 @@ final class HTTPConnection: @unchecked Sendable {
         // minutes holds one thread and never starves other connections' handlers.
         handlerQueue = DispatchQueue(label: "http1.handler")
         machine = HTTPConnectionStateMachine(limits: limits, remoteAddress: remoteAddress, now: uptimeSeconds())
-        if let tls { self.tls = TLSSession(context: tls, fd: fd) }
+        if let tls {
+            self.tls = TLSSession(context: tls, fd: fd)
+            // SSL_new failed (out of memory): never fall back to cleartext on the TLS port.
+            tlsUnavailable = self.tls == nil
+        }
         queue.setSpecific(key: Self.queueKey, value: ObjectIdentifier(self))
     }
 
@@ -89,6 +100,12 @@ final class HTTPConnection: @unchecked Sendable {
     /// Creates the sources and starts reading.
     func start() {
         queue.async { [self] in
+            // Drained (and closed) before it started: a connection accepted just as shutdown began.
+            guard !closed else { return }
+            if tlsUnavailable {
+                closeNow()
+                return
+            }
             loopID = loop.register(self)
             let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
             let timer = DispatchSource.makeTimerSource(queue: queue)
@@ -201,6 +218,7 @@ final class HTTPConnection: @unchecked Sendable {
         // OpenSSL needs the socket again, since decrypted bytes it buffers raise no event.
         repeat {
             let result: TLSSession.IOResult
+            var recvEOF = false
             if let tls {
                 result = tls.read(readBuffer, 64 * 1024)
             } else {
@@ -209,6 +227,7 @@ final class HTTPConnection: @unchecked Sendable {
                     result = .done(n)
                 } else if n == 0 {
                     result = .closed
+                    recvEOF = true
                 } else {
                     result = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? .wantRead : .closed
                 }
@@ -222,7 +241,17 @@ final class HTTPConnection: @unchecked Sendable {
                 writeWaitsForRead = false
                 resumeWriting()
             case .closed:
-                perform(machine.receivedEOF())
+                if tls == nil && recvEOF {
+                    endOfInput()
+                } else {
+                    perform(machine.receivedEOF())
+                }
+                // Whatever remains to write, input is over: an end of file stays readable (level-triggered)
+                // and would spin this loop until the connection closes.
+                if !closed {
+                    inputEnded = true
+                    pauseReading()
+                }
             }
             if tls == nil || result == .wantRead || result == .wantWrite || result == .closed { break }
         } while !closed && !readSuspended && closeMode == .open
@@ -230,6 +259,42 @@ final class HTTPConnection: @unchecked Sendable {
             writeWaitsForRead = false
             flushOutput()
         }
+    }
+
+    /// `recv` returned 0: the client sent FIN. That is what both a client that went away and one that only
+    /// closed its sending side (`shutdown(SHUT_WR)`, `nc -N`) look like. With an answer owed and its head
+    /// not written yet, a `100 Continue` interim response (which every HTTP/1.1 client must skip, RFC 9110
+    /// §15.2) tells them apart: a socket that is closed for reading answers data with a reset (RFC 1122
+    /// §4.2.2.13; Linux does so for `close` and `SHUT_RD`), seen by `checkPeer`. An answer already streaming
+    /// (or an HTTP/1.0 one) cannot carry a probe: the client is taken as gone, as before.
+    private func endOfInput() {
+        if machine.inFlight {
+            guard let writer = currentWriter, writer.sendInterimProbe() else {
+                perform(machine.receivedEOF())
+                return
+            }
+            peerCheckInterval = 0.05
+            peerCheckAt = uptimeSeconds() + peerCheckInterval
+        }
+        perform(machine.receivedHalfClose(now: uptimeSeconds()))
+    }
+
+    /// After a half-close with a request in flight: a pending socket error means the probe was reset
+    /// (the client is gone: cancel); else probe again, backing off, while the answer has not started.
+    private func checkPeer(now: Double) {
+        peerCheckAt = nil
+        guard machine.inFlight, !closed else { return }
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0, error != 0 {
+            perform(machine.receivedEOF())
+            return
+        }
+        // A reset answers the first probe within a round trip; later probes (backing off to one per 5 s)
+        // catch a client that closes altogether after its half-close. Once the answer started, its own
+        // writes fail on a reset instead.
+        peerCheckInterval = min(peerCheckInterval * 2, 5)
+        if currentWriter?.sendInterimProbe() == true { peerCheckAt = now + peerCheckInterval }
     }
 
     /// After an error answer: read and drop input until EOF or the linger deadline.
@@ -268,7 +333,7 @@ final class HTTPConnection: @unchecked Sendable {
     }
 
     private func resumeReading() {
-        guard readSuspended, loopID != 0, !closed else { return }
+        guard readSuspended, loopID != 0, !closed, !inputEnded else { return }
         readSuspended = false
         loop.watch(loopID, fd: fd, true)
         if tls != nil {
@@ -335,6 +400,7 @@ final class HTTPConnection: @unchecked Sendable {
                 tls?.pendingWriteLength = batch.count
                 if writeBlockedSince == nil { writeBlockedSince = uptimeSeconds() }
                 if result == .wantRead { writeWaitsForRead = true } else { resumeWriting() }
+                if closeMode == .open { reportOutputLevel() }
                 updateTimer()
                 return
             case .closed:
@@ -348,8 +414,18 @@ final class HTTPConnection: @unchecked Sendable {
         switch closeMode {
         case .afterFlush: closeNow()
         case .lingering: startLinger()
-        case .open: updateTimer()
+        case .open:
+            reportOutputLevel()
+            updateTimer()
         }
+    }
+
+    /// Tells the state machine how much output waits (it holds parsing above the high-water mark and
+    /// starts the idle clock at zero).
+    private func reportOutputLevel() {
+        guard !closed else { return }
+        let actions = machine.outputLevel(pendingOutputBytes, now: uptimeSeconds())
+        if !actions.isEmpty { perform(actions) }
     }
 
     private func sendBytes(_ bytes: UnsafeRawBufferPointer) -> TLSSession.IOResult {
@@ -452,6 +528,9 @@ final class HTTPConnection: @unchecked Sendable {
                 pauseReading()
             case .resumeReading:
                 resumeReading()
+            case .endOfInput:
+                pauseReading()
+                inputEnded = true
             }
         }
     }
@@ -471,6 +550,7 @@ final class HTTPConnection: @unchecked Sendable {
         var deadline = closeMode == .open ? machine.readDeadline : nil
         if let since = writeBlockedSince { deadline = min(deadline ?? .infinity, since + limits.writeTimeout) }
         if let linger = lingerDeadline { deadline = min(deadline ?? .infinity, linger) }
+        if let check = peerCheckAt { deadline = min(deadline ?? .infinity, check) }
         // Re-arm only for an earlier deadline: a timer firing early re-checks and re-arms (saves a
         // reschedule per request, as the idle deadline moves with every response).
         // A stale earlier timer is left armed too: when it fires, nothing has expired and it re-arms.
@@ -493,6 +573,10 @@ final class HTTPConnection: @unchecked Sendable {
             closeNow()
             return
         }
+        if let check = peerCheckAt, now >= check {
+            checkPeer(now: now)
+            if closed { return }
+        }
         if closeMode == .open {
             perform(machine.deadlinePassed(now: now))
         }
@@ -503,6 +587,11 @@ final class HTTPConnection: @unchecked Sendable {
 
     private func startLinger() {
         guard lingerDeadline == nil else { return }
+        // The client already ended its input: nothing left to drain before closing.
+        if inputEnded {
+            closeNow()
+            return
+        }
         tls?.shutdown()
         shutdown(fd, Int32(SHUT_WR))
         lingerDeadline = uptimeSeconds() + limits.lingerTimeout

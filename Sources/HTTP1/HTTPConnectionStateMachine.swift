@@ -2,6 +2,10 @@
 /// idea): events in (bytes, end of input, response finished, deadline, drain), actions out. It owns the
 /// parser, queues pipelined requests behind the one being answered, and decides keep-alive, 100-continue,
 /// error answers and the read deadline. `HTTPConnection` performs the actions on sockets; tests drive it directly.
+///
+/// It is also told how many response bytes wait unsent (`outputLevel`): above `writeHighWaterMark` no
+/// further request is parsed or dispatched (pipelined requests answered by nobody reading would otherwise
+/// pile up answers in memory), and the idle clock starts only once the last answer is out.
 struct HTTPConnectionStateMachine {
     /// What the connection must do, in order.
     enum Action: Equatable {
@@ -21,6 +25,8 @@ struct HTTPConnectionStateMachine {
         case pauseReading
         /// Read again.
         case resumeReading
+        /// The client closed its sending side (`shutdown(SHUT_WR)`): stop reading for good, keep answering.
+        case endOfInput
     }
 
     private enum Queued: Equatable {
@@ -46,7 +52,13 @@ struct HTTPConnectionStateMachine {
     private var connectedAt: Double
     private var headStartedAt: Double?
     private var bodyProgressAt: Double = 0
+    /// When the head of the request whose body is arriving ended (or its 100 Continue went out).
+    private var bodyStartedAt: Double = 0
     private var idleSince: Double
+    /// Response bytes queued and not yet written to the socket (from `outputLevel`).
+    private(set) var pendingOutput = 0
+    /// The client half-closed: nothing more will arrive; answer what was received, then close.
+    private(set) var inputEnded = false
 
     init(limits: HTTPLimits, remoteAddress: String, now: Double) {
         self.limits = limits
@@ -59,24 +71,27 @@ struct HTTPConnectionStateMachine {
     /// When the connection must be timed out if nothing changes (uptime seconds), or nil:
     /// a request head must arrive within `headerTimeout` of its first byte (of the accept, for the first
     /// request; this also bounds a TLS handshake); a body may not stall `bodyTimeout` while nothing is
-    /// being answered; an idle keep-alive connection lives `idleTimeout`. No read deadline applies while
-    /// a response is in progress (the handler may take minutes); the writer has its own stall timeout.
+    /// being answered; an idle keep-alive connection lives `idleTimeout` from when its last answer was
+    /// written out. No read deadline applies while a request is in flight or waits to be answered (the
+    /// handler may take minutes; a head the client pipelined meanwhile gets its header timeout afresh once
+    /// it is our turn to read it), nor while answer bytes are unsent (the writer has its own stall timeout).
     var readDeadline: Double? {
-        if isClosed { return nil }
+        if isClosed || inFlight || stoppedReading || inputEnded || !queue.isEmpty || outputAboveHighWater { return nil }
         if head != nil {
-            if inFlight || continueOwed || stoppedReading { return nil }
-            return bodyProgressAt + limits.bodyTimeout
+            return continueOwed ? nil : min(bodyProgressAt + limits.bodyTimeout, bodyStartedAt + limits.bodyDeadline)
         }
-        if let started = headStartedAt, !stoppedReading, !readingPaused { return started + limits.headerTimeout }
-        if inFlight || !queue.isEmpty { return nil }
+        if let started = headStartedAt { return readingPaused ? nil : started + limits.headerTimeout }
+        if pendingOutput > 0 { return nil }
         if requestsStarted == 0 { return connectedAt + limits.headerTimeout }
         return idleSince + limits.idleTimeout
     }
 
+    /// Whether unsent output holds back parsing and dispatching.
+    var outputAboveHighWater: Bool { pendingOutput > limits.writeHighWaterMark }
+
     /// Bytes arrived.
     mutating func received(_ bytes: UnsafeRawBufferPointer, now: Double) -> [Action] {
-        guard !isClosed, !stoppedReading, !bytes.isEmpty else { return [] }
-        if head == nil, headStartedAt == nil { headStartedAt = now }
+        guard !isClosed, !stoppedReading, !inputEnded, !bytes.isEmpty else { return [] }
         if head != nil { bodyProgressAt = now }
         parser.append(bytes)
         return pump(now: now)
@@ -88,10 +103,46 @@ struct HTTPConnectionStateMachine {
     }
 
     /// The client closed its side or the connection failed: stop, cancelling a response in progress.
+    /// An answer already finished is still written out (a reset peer fails that write and closes).
     mutating func receivedEOF() -> [Action] {
         guard !isClosed else { return [] }
         isClosed = true
-        return inFlight ? [.peerClosed, .close] : [.close]
+        if inFlight { return [.peerClosed, .close] }
+        return pendingOutput > 0 ? [.closeAfterFlush] : [.close]
+    }
+
+    /// The client closed only its sending side (`nc -N`, `curl` uploads, `shutdown(SHUT_WR)`) and still
+    /// reads: the request in progress and the complete ones received are answered, then the connection
+    /// closes. (The connection tells this apart from a client that went away, see `HTTPConnection`.)
+    mutating func receivedHalfClose(now: Double) -> [Action] {
+        guard !isClosed, !inputEnded else { return [] }
+        inputEnded = true
+        var actions: [Action] = [.endOfInput]
+        // Requests already buffered but not parsed yet (the queue was full) are answered too.
+        actions += pump(now: now)
+        if !inFlight && queue.isEmpty {
+            isClosed = true
+            actions.append(pendingOutput > 0 ? .closeAfterFlush : .close)
+        }
+        return actions
+    }
+
+    /// The connection's unsent response bytes changed (`bytes` now queued). Crossing back under the
+    /// high-water mark lets parsing and dispatching go on; reaching zero starts the idle clock.
+    mutating func outputLevel(_ bytes: Int, now: Double) -> [Action] {
+        let wasAbove = outputAboveHighWater
+        if bytes == 0 && pendingOutput > 0 && !inFlight { idleSince = now }
+        pendingOutput = bytes
+        guard !isClosed, wasAbove, !outputAboveHighWater else { return [] }
+        var actions: [Action] = []
+        if !inFlight && !queue.isEmpty { actions += dispatchNext() }
+        if readingPaused && !stoppedReading && !inputEnded && queue.count < limits.maxPipelinedRequests {
+            readingPaused = false
+            actions.append(.resumeReading)
+        }
+        actions += pump(now: now)
+        actions += closeIfInputDone()
+        return actions
     }
 
     /// The handler called `finish()` on the current response; `keepAlive` is false when the response
@@ -104,22 +155,38 @@ struct HTTPConnectionStateMachine {
             isClosed = true
             return [.closeAfterFlush]
         }
+        // A head (or body) that arrived while we were busy gets its timeouts from now.
+        if headStartedAt != nil { headStartedAt = now }
+        if head != nil {
+            bodyProgressAt = now
+            bodyStartedAt = now
+        }
         var actions: [Action] = []
         if !queue.isEmpty {
-            actions += dispatchNext()
+            if !outputAboveHighWater { actions += dispatchNext() }
         } else if isDraining && head == nil && headStartedAt == nil {
             isClosed = true
             return [.closeAfterFlush]
         } else if continueOwed, let h = head {
             continueOwed = false
             bodyProgressAt = now
+            bodyStartedAt = now
             actions.append(.sendContinue(h))
         }
-        if readingPaused && !stoppedReading && queue.count < limits.maxPipelinedRequests {
+        if readingPaused && !stoppedReading && !inputEnded && !outputAboveHighWater && queue.count < limits.maxPipelinedRequests {
             readingPaused = false
             actions.append(.resumeReading)
         }
-        return actions + pump(now: now)
+        actions += pump(now: now)
+        actions += closeIfInputDone()
+        return actions
+    }
+
+    /// After a half-close: close once everything received has been answered.
+    private mutating func closeIfInputDone() -> [Action] {
+        guard inputEnded, !isClosed, !inFlight, queue.isEmpty else { return [] }
+        isClosed = true
+        return [.closeAfterFlush]
     }
 
     /// The handler refused the body announced with `Expect: 100-continue`.
@@ -149,7 +216,8 @@ struct HTTPConnectionStateMachine {
         isDraining = true
         if !inFlight && queue.isEmpty && head == nil && headStartedAt == nil {
             isClosed = true
-            return [.close]
+            // An answer still being written (a slow download) is finished first.
+            return [pendingOutput > 0 ? .closeAfterFlush : .close]
         }
         return []
     }
@@ -158,13 +226,14 @@ struct HTTPConnectionStateMachine {
 
     private mutating func pump(now: Double) -> [Action] {
         var actions: [Action] = []
-        while !stoppedReading, queue.count < limits.maxPipelinedRequests, let event = parser.next() {
+        while !stoppedReading, !outputAboveHighWater, queue.count < limits.maxPipelinedRequests, let event = parser.next() {
             switch event {
             case .head(let h):
                 head = h
                 body = []
                 headStartedAt = nil
                 bodyProgressAt = now
+                bodyStartedAt = now
                 if h.expectsContinue {
                     if !inFlight && queue.isEmpty {
                         actions.append(.sendContinue(h))
@@ -182,7 +251,6 @@ struct HTTPConnectionStateMachine {
                 head = nil
                 body = []
                 continueOwed = false
-                headStartedAt = parser.bufferedByteCount > 0 ? now : nil
                 if !inFlight { actions += dispatchNext() }
             case .error(let e):
                 head = nil
@@ -194,7 +262,15 @@ struct HTTPConnectionStateMachine {
                 if !inFlight { actions += dispatchNext() }
             }
         }
-        if !stoppedReading && !readingPaused && queue.count >= limits.maxPipelinedRequests {
+        // The header clock runs only once a byte of a next request line is here: empty lines between
+        // requests (a client's CRLF after a body) are not a request (RFC 9112 §2.2).
+        if head == nil && !stoppedReading && parser.hasPartialRequest {
+            if headStartedAt == nil { headStartedAt = now }
+        } else {
+            headStartedAt = nil
+        }
+        if !stoppedReading && !readingPaused && !inputEnded
+            && (queue.count >= limits.maxPipelinedRequests || outputAboveHighWater) {
             readingPaused = true
             actions.append(.pauseReading)
         }

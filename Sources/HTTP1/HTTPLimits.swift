@@ -13,6 +13,9 @@ public struct HTTPLimits: Sendable, Equatable {
     public var headerTimeout = 10.0
     /// Seconds a body may go without progress.
     public var bodyTimeout = 30.0
+    /// Seconds a whole body may take from the end of its head, however steadily it trickles in (a client
+    /// sending a byte every `bodyTimeout` would otherwise hold a connection slot forever).
+    public var bodyDeadline = 120.0
     /// Seconds an idle keep-alive connection stays open.
     public var idleTimeout = 60.0
     /// Seconds a response write may make no progress before the connection is dropped.

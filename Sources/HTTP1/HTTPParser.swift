@@ -74,6 +74,14 @@ public struct HTTPParser: Sendable {
         state == .requestLine && emptyLines == 0 && start == buffer.count
     }
 
+    /// True when bytes of a next message beyond empty lines are here (a request line begun, or a head or
+    /// body being parsed): what starts a header timeout. Empty lines before a request line do not.
+    public var hasPartialRequest: Bool {
+        if state == .failed { return false }
+        if state != .requestLine { return true }
+        return buffer[start...].contains { $0 != 0x0D && $0 != 0x0A }
+    }
+
     /// True after an error: the parser produces nothing more.
     public var hasFailed: Bool { state == .failed }
 

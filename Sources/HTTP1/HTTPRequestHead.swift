@@ -25,4 +25,12 @@ public struct HTTPRequestHead: Sendable, Equatable {
     public var expectsContinue: Bool
     /// How the body is delimited.
     public var bodyFraming: HTTPBodyFraming
+
+    /// Path part of the target, percent-decoded (`/a b`), as `HTTPRequest.path`: what routes match,
+    /// so that checks made on the head (`checkExpectation`) see the route the request will take.
+    public var path: String {
+        let bytes = Array(target.utf8)
+        let end = bytes.firstIndex(of: 0x3F) ?? bytes.endIndex
+        return HTTPRequest.percentDecode(bytes[..<end], plusAsSpace: false)
+    }
 }

@@ -181,6 +181,20 @@ public final class HTTPResponseWriter: @unchecked Sendable {
 
     // MARK: - Connection side
 
+    /// Queues `100 Continue` if nothing of the response was written yet and the client speaks HTTP/1.1
+    /// (a probe whether a half-closed client still reads, see `HTTPConnection`); false if it cannot.
+    /// Never blocks: a writer busy writing has its head out already.
+    func sendInterimProbe() -> Bool {
+        guard version == .http1_1, writeLock.try() else { return false }
+        defer { writeLock.unlock() }
+        guard !headWritten else { return false }
+        stateLock.lock()
+        let done = finished
+        stateLock.unlock()
+        guard !done else { return false }
+        return (try? connection.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), flush: true, wait: false)) != nil
+    }
+
     /// Graceful shutdown: if the head is not written yet, it will say `Connection: close`.
     func requestConnectionClose() {
         stateLock.lock()

@@ -126,20 +126,24 @@ public final class HTTPServer: @unchecked Sendable {
                 default: return
                 }
             }
+            // Checked and added under one lock: `shutdown` either sees this connection (and drains it)
+            // or this sees `draining` (and refuses it); never neither.
             lock.lock()
             let refuse = draining ? 0 : (connections.count >= configuration.limits.maxConnections ? 503 : nil)
+            var accepted: HTTPConnection?
+            if refuse == nil {
+                let connection = HTTPConnection(
+                    fd: fd, remoteAddress: peer, tls: tlsContext, limits: configuration.limits,
+                    serverName: configuration.serverName, handler: handler,
+                    onClosed: { [weak self] connection in self?.connectionClosed(connection) })
+                connections[ObjectIdentifier(connection)] = connection
+                accepted = connection
+            }
             lock.unlock()
-            if let status = refuse {
-                reject(fd, status: status)
+            guard let connection = accepted else {
+                reject(fd, status: refuse ?? 0)
                 continue
             }
-            let connection = HTTPConnection(
-                fd: fd, remoteAddress: peer, tls: tlsContext, limits: configuration.limits,
-                serverName: configuration.serverName, handler: handler,
-                onClosed: { [weak self] connection in self?.connectionClosed(connection) })
-            lock.lock()
-            connections[ObjectIdentifier(connection)] = connection
-            lock.unlock()
             connection.start()
         }
     }

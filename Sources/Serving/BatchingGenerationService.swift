@@ -201,6 +201,8 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
         do {
             // The HTTP layer validates with its own limits; this guards the engine from any caller.
             try request.validate(sizes: model.sizeRules, maxImages: policy.maxBatchRows, maxSteps: 100_000)
+            // Admission would run it alone whatever its size: its activations alone would pass the budget.
+            try ImageRequests.checkMemory(request, maxBatchPixels: policy.maxBatchPixels)
         } catch let error as GenerationError {
             throw ServingError.from(error)
         }

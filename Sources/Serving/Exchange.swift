@@ -74,11 +74,18 @@ final class Exchange: @unchecked Sendable {
         var extra = headers
         if let s = e.retryAfterSeconds { extra.append(("Retry-After", String(s))) }
         if e.status == 401 { extra.append(("WWW-Authenticate", "Bearer")) }
-        if e.status >= 500 && e.status != 503 {
-            logger.error("request failed", metadata: [
-                "request_id": "\(requestID)", "path": "\(request.rawPath)", "status": "\(e.status)", "error": "\(e.message)"])
-        }
-        json(e.status, e.json, headers: extra)
+        json(e.status, publicError(e).json, headers: extra)
+    }
+
+    /// `e` as the client may see it: an internal error (500) is logged with the request id and answered
+    /// with a generic message naming that id, since its text can hold file paths and internals.
+    func publicError(_ e: ServingError) -> ServingError {
+        guard e.status >= 500 && e.status != 503 && e.status != 504 else { return e }
+        logger.error("request failed", metadata: [
+            "request_id": "\(requestID)", "path": "\(request.rawPath)", "status": "\(e.status)", "error": "\(e.message)"])
+        guard e.status == 500 else { return e }
+        return ServingError(status: 500, message: "internal error (request id \(requestID)); the details are in the server log",
+                            type: e.type, code: e.code ?? "internal_error")
     }
 
     /// Ends the response (unless `complete` is false: the body was cut short and the connection

@@ -11,6 +11,16 @@ public struct RequestLimits: Sendable, Equatable {
     public var maxSteps: Int
     /// Longest `timeout_seconds` a request may ask for (`scheduler.request_timeout_seconds`).
     public var maxTimeout: Double
+    /// Longest prompt or negative prompt, in UTF-8 bytes.
+    public var maxPromptBytes: Int
+    /// Largest width or height, in pixels (within the model's own bound).
+    public var maxImageSide: Int
+    /// `scheduler.max_batch_pixels`: a request's rows times pixels must fit in it, since the scheduler
+    /// could never admit it beside others and its activations alone would pass the memory budget; 0 = off.
+    public var maxBatchPixels: Int
+    /// Longest run of combining marks (non-starters) in a prompt: Unicode's stream-safe bound (UAX #15
+    /// §13). Real text needs a handful; long runs only make normalisation and BPE work hard.
+    public static let maxCombiningRun = 30
 
     /// Limits from the server configuration.
     public init(_ configuration: ServerConfiguration) {
@@ -18,6 +28,9 @@ public struct RequestLimits: Sendable, Equatable {
         maxPromptChars = configuration.maxPromptChars
         maxSteps = configuration.maxSteps
         maxTimeout = configuration.scheduler.requestTimeout
+        maxPromptBytes = configuration.maxPromptBytes
+        maxImageSide = configuration.maxImageSide
+        maxBatchPixels = configuration.scheduler.maxBatchPixels
     }
 }
 
@@ -109,8 +122,11 @@ public enum ImageRequests {
         g.priorGuidance = try r.guidance("prior_guidance_scale") ?? 4.0
         g.decoderSteps = try r.int("decoder_steps", 1...limits.maxSteps) ?? 12
         g.decoderGuidance = try r.guidance("decoder_guidance_scale") ?? 0.0
+        var sizes = model.sizeRules
+        sizes.maxSide = min(sizes.maxSide, limits.maxImageSide)
         do {
-            try g.validate(sizes: model.sizeRules, maxImages: limits.maxImages, maxSteps: limits.maxSteps)
+            try g.validate(sizes: sizes, maxImages: limits.maxImages, maxSteps: limits.maxSteps)
+            try checkMemory(g, maxBatchPixels: limits.maxBatchPixels)
         } catch let error as GenerationError {
             throw ServingError.from(error, rename: rename)
         } catch {
@@ -118,6 +134,26 @@ public enum ImageRequests {
         }
         return ImageJob(generation: g, promptTruncated: model.tokenCount(g.prompt) > model.maxTokens,
                         timeout: try r.timeout("timeout_seconds", max: limits.maxTimeout))
+    }
+
+    /// Throws, naming the field to change, when the request's forward-pass rows (its images, twice when
+    /// either stage is guided: the scheduler's own count) times its pixels exceed `maxBatchPixels` (0 = no bound).
+    public static func checkMemory(_ g: GenerationRequest, maxBatchPixels: Int) throws(GenerationError) {
+        guard maxBatchPixels > 0 else { return }
+        let guided = g.priorGuidance > 1 || g.decoderGuidance > 1
+        let perRow = g.width * g.height, perImage = perRow * (guided ? 2 : 1)
+        guard g.numImages * perImage > maxBatchPixels else { return }
+        let limit = "scheduler.max_batch_pixels \(maxBatchPixels)"
+        if perRow > maxBatchPixels {
+            throw GenerationError(field: "width", message: "\(g.width)x\(g.height) is \(perRow) pixels, more than \(limit) allows for one image")
+        }
+        if perImage > maxBatchPixels {
+            let field = g.decoderGuidance > 1 ? "decoder_guidance_scale" : "prior_guidance_scale"
+            throw GenerationError(field: field, message: "guidance above 1 doubles the rows: 2 x \(g.width)x\(g.height) = \(perImage) pixels, "
+                                  + "more than \(limit) allows; use \(field) <= 1 or a smaller size")
+        }
+        throw GenerationError(field: "num_images", message: "num_images \(g.numImages) at \(g.width)x\(g.height)\(guided ? " with guidance" : "") "
+                              + "is \(g.numImages * perImage) pixels of rows, more than \(limit) allows: at most \(maxBatchPixels / perImage) images")
     }
 
     /// A random seed in 0..<2^32 (small enough for any JSON client to hold exactly).
@@ -155,8 +191,21 @@ private struct FieldReader {
             return nil
         }
         if required, s.allSatisfy(\.isWhitespace) { throw ServingError.invalid(key, "\(key) must not be empty") }
+        // Bytes first: counting characters walks the whole text, however large.
+        guard s.utf8.count <= limits.maxPromptBytes else {
+            throw ServingError.invalid(key, "\(key) has \(s.utf8.count) bytes of UTF-8, at most \(limits.maxPromptBytes) are accepted (max_prompt_bytes)",
+                                       code: "string_above_max_length")
+        }
         guard s.count <= limits.maxPromptChars else {
             throw ServingError.invalid(key, "\(key) has \(s.count) characters, at most \(limits.maxPromptChars) are accepted", code: "string_above_max_length")
+        }
+        var run = 0
+        for scalar in s.unicodeScalars {
+            run = scalar.properties.canonicalCombiningClass.rawValue == 0 ? 0 : run + 1
+            if run > RequestLimits.maxCombiningRun {
+                throw ServingError.invalid(key, "\(key) has more than \(RequestLimits.maxCombiningRun) combining marks in a row "
+                                           + "(Unicode's stream-safe limit)")
+            }
         }
         return s
     }

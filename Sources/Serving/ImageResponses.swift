@@ -170,7 +170,12 @@ extension ServingHandler {
             let ok = (try? exchange.write(Array("--\(boundary)--\r\n".utf8))) != nil
             exchange.finish(complete: ok)
         case .json, .openAI:
-            let data = JSONValue.array(images.map { .object([("b64_json", .string(Self.base64PNG($0, encoder: encoder)))]) })
+            let encoded: [String]
+            do { encoded = try images.map { try Self.base64PNG($0, encoder: encoder) } } catch {
+                exchange.error(ServingError(status: 500, message: "PNG encoding failed: \(error)", type: "server_error"), headers: headers)
+                return
+            }
+            let data = JSONValue.array(encoded.map { .object([("b64_json", .string($0))]) })
             var members: [(String, JSONValue)] = [("created", created)]
             if mode == .json {
                 members += [("seed", .int(job.generation.seed)), ("prompt_truncated", .bool(job.promptTruncated))]
@@ -201,13 +206,18 @@ extension ServingHandler {
             case .progress(let stage, let step, let total):
                 send("progress", .object([("stage", .string(stage.rawValue)), ("step", .int(step)), ("total", .int(total))]))
             case .failed(let error):
-                send("error", error.json)
+                send("error", exchange.publicError(error).json)
                 exchange.finish(complete: connected)
                 return
             case .completed(let output):
                 let encoder = PNGEncoder(compressionLevel: configuration.pngCompression)
                 for (i, image) in Self.rgbImages(output.images).enumerated() {
-                    send("image", .object([("index", .int(i)), ("b64_json", .string(Self.base64PNG(image, encoder: encoder)))]))
+                    guard let png = try? Self.base64PNG(image, encoder: encoder) else {
+                        send("error", exchange.publicError(ServingError(status: 500, message: "PNG encoding of image \(i) failed", type: "server_error")).json)
+                        exchange.finish(complete: connected)
+                        return
+                    }
+                    send("image", .object([("index", .int(i)), ("b64_json", .string(png))]))
                 }
                 send("done", .object([("created", .int(Int(Date().timeIntervalSince1970))), ("seed", .int(job.generation.seed)),
                                       ("num_images", .int(output.images.dim(0))), ("prompt_truncated", .bool(job.promptTruncated))]))
@@ -243,9 +253,10 @@ extension ServingHandler {
         }
     }
 
-    static func base64PNG(_ image: RGBImage, encoder: PNGEncoder) -> String {
+    /// The image as base64 PNG; throws when encoding fails (never an empty image in a 200).
+    static func base64PNG(_ image: RGBImage, encoder: PNGEncoder) throws -> String {
         var png = Data()
-        try? encoder.encode(rgb: image.bytes, width: image.width, height: image.height) { chunk in
+        try encoder.encode(rgb: image.bytes, width: image.width, height: image.height) { chunk in
             png.append(contentsOf: chunk)
             return true
         }

@@ -35,6 +35,7 @@ public final class ImageServer: @unchecked Sendable {
     /// Binds and starts answering (health at once; image routes 503 until a model is loaded).
     public func start() throws {
         try http.start()
+        for warning in configuration.startupWarnings { logger.warning("\(warning)") }
         logger.notice("listening on \(configuration.tls == nil ? "http" : "https")://\(configuration.host):\(http.port)")
     }
 

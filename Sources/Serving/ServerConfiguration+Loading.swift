@@ -163,11 +163,14 @@ extension ServerConfiguration {
     private static let fields: [Field] = [
         string("host") { $0.config.host = $1 },
         int("port", 0...65535) { $0.config.port = $1 },
-        stringList("api_keys") { $0.config.apiKeys = $1 },
+        stringList("api_keys", emptyTextMeans: "would turn authentication off (the file's keys replaced by none); "
+                   + "leave the variable unset to keep them, or set \"api_keys\": [] in the file to serve without keys") { $0.config.apiKeys = $1 },
         bool("metrics_require_auth") { $0.config.metricsRequireAuth = $1 },
         int("max_queue", 1...100_000) { $0.config.maxQueue = $1 },
         int("max_images_per_request", 1...64) { $0.config.maxImagesPerRequest = $1 },
         int("max_prompt_chars", 1...1_000_000) { $0.config.maxPromptChars = $1 },
+        int("max_prompt_bytes", 1...4_000_000) { $0.config.maxPromptBytes = $1 },
+        int("max_image_side", 128...2048) { $0.config.maxImageSide = $1 },
         int("max_steps", 1...10_000) { $0.config.maxSteps = $1 },
         int("png_compression", 0...9) { $0.config.pngCompression = $1 },
         string("model_id") { $0.config.modelID = $1 },
@@ -177,11 +180,13 @@ extension ServerConfiguration {
         int("limits.max_body_bytes", 1...(1 << 30)) { $0.config.limits.maxBodyBytes = $1 },
         double("limits.header_timeout", 0.001...86_400) { $0.config.limits.headerTimeout = $1 },
         double("limits.body_timeout", 0.001...86_400) { $0.config.limits.bodyTimeout = $1 },
+        double("limits.body_deadline", 0.001...86_400) { $0.config.limits.bodyDeadline = $1 },
         double("limits.idle_timeout", 0.001...86_400) { $0.config.limits.idleTimeout = $1 },
         double("limits.write_timeout", 0.001...86_400) { $0.config.limits.writeTimeout = $1 },
         int("limits.max_connections", 1...1_000_000) { $0.config.limits.maxConnections = $1 },
         int("limits.max_requests_per_connection", 1...Int(Int32.max)) { $0.config.limits.maxRequestsPerConnection = $1 },
-        int("limits.max_pipelined_requests", 0...10_000) { $0.config.limits.maxPipelinedRequests = $1 },
+        // 0 would queue a request that is never dispatched: a server that answers nothing.
+        int("limits.max_pipelined_requests", 1...10_000) { $0.config.limits.maxPipelinedRequests = $1 },
         int("limits.write_high_water_mark", 1024...(1 << 30)) { $0.config.limits.writeHighWaterMark = $1 },
         int("limits.max_chunk_line_bytes", 16...(1 << 20)) { $0.config.limits.maxChunkLineBytes = $1 },
         double("limits.linger_timeout", 0...600) { $0.config.limits.lingerTimeout = $1 },
@@ -288,8 +293,10 @@ extension ServerConfiguration {
         }
     }
 
-    /// An array of non-empty strings (comma-separated in the environment or a flag).
-    private static func stringList(_ key: String, _ set: @escaping @Sendable (inout Draft, [String]) -> Void) -> Field {
+    /// An array of non-empty strings (comma-separated in the environment or a flag). `emptyTextMeans`:
+    /// refuse a text value naming no item, with this reason (an empty variable is easy to set by mistake).
+    private static func stringList(_ key: String, emptyTextMeans: String? = nil,
+                                   _ set: @escaping @Sendable (inout Draft, [String]) -> Void) -> Field {
         Field(key: key) { draft, raw throws(FieldProblem) in
             switch raw {
             case .json(.array(let items)):
@@ -303,7 +310,11 @@ extension ServerConfiguration {
                 set(&draft, out)
             case .json(let j): throw FieldProblem(message: "expected an array of strings, got \(j.kindDescription)")
             case .text(let t):
-                set(&draft, t.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+                let items = t.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                if items.isEmpty, let reason = emptyTextMeans {
+                    throw FieldProblem(message: "'\(t)' names no key: an empty list \(reason)")
+                }
+                set(&draft, items)
             }
         }
     }

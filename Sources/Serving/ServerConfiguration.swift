@@ -22,6 +22,11 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maxImagesPerRequest = 4
     /// `max_prompt_chars`: longest `prompt` / `negative_prompt` in characters.
     public var maxPromptChars = 10_000
+    /// `max_prompt_bytes`: longest `prompt` / `negative_prompt` in UTF-8 bytes (a `Character` can hold any
+    /// number of combining marks, so characters alone do not bound the text the tokenizer works through).
+    public var maxPromptBytes = 40_000
+    /// `max_image_side`: largest `width` / `height` in pixels (at most the model's 2048).
+    public var maxImageSide = 2048
     /// `max_steps`: upper bound of `prior_steps` and `decoder_steps`.
     public var maxSteps = 200
     /// `png_compression`: zlib level of the PNGs, 0 (fastest) ... 9 (smallest).
@@ -55,6 +60,22 @@ public struct ServerConfiguration: Sendable, Equatable {
         var policy = scheduler
         policy.maxQueue = maxQueue
         return policy
+    }
+
+    /// What an operator should hear at start: serving beyond loopback with no API keys.
+    public var startupWarnings: [String] {
+        guard apiKeys.isEmpty, !Self.isLoopback(host) else { return [] }
+        return ["listening on \(host) (beyond loopback) without api_keys: anyone who can reach the port can generate; "
+                + "set api_keys (or WUERSTCHEN_API_KEYS) or bind 127.0.0.1"]
+    }
+
+    /// Whether `host` is a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
+    static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased()
+        if h == "localhost" || h == "::1" || h == "0:0:0:0:0:0:0:1" { return true }
+        let v4 = h.hasPrefix("::ffff:") ? String(h.dropFirst(7)) : h
+        let parts = v4.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
 
     /// The HTTP server's part.

@@ -94,7 +94,8 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
 
     /// Refuses a `100-continue` body early when the key is wrong or the content type is not JSON.
     public func checkExpectation(_ head: HTTPRequestHead) -> HTTPError? {
-        let path = String(head.target.prefix { $0 != "?" })
+        // The decoded path, as routing will see it (`/v1/%69mages` is `/v1/images`).
+        let path = head.path
         guard let route = routes.first(where: { $0.path == path }), route.methods.contains(head.method) else { return nil }
         if route.isProtected, !isAuthorized(head.headers["Authorization"]) {
             return HTTPError(status: 401, code: "invalid_api_key", message: ServingError.unauthorized.message)

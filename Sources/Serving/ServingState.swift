@@ -73,8 +73,10 @@ public final class ServingState: @unchecked Sendable {
         switch phase {
         case .loading:
             return ServingError(status: 503, message: "the models are still loading", type: "server_error", code: "loading", retryAfterSeconds: 5)
-        case .failed(let message):
-            return ServingError(status: 503, message: "the models failed to load: \(message)", type: "server_error", code: "load_failed")
+        case .failed:
+            // The reason (often a file path) is in the server log (`ImageServer.loadModel`), not for
+            // unauthenticated clients.
+            return ServingError(status: 503, message: "the models failed to load; the reason is in the server log", type: "server_error", code: "load_failed")
         case .ready:
             return nil
         }

@@ -25,6 +25,12 @@ struct BenchPipeline: ParsableCommand {
     @Option(name: .customLong("decoder-steps"), help: "Decoder steps.")
     var decoderSteps: Int = 12
 
+    @Option(name: .customLong("num-images"), help: "Images in the one request (to measure the largest request `scheduler.max_batch_pixels` admits).")
+    var numImages: Int = 1
+
+    @Option(name: .customLong("decoder-guidance"), help: "Decoder guidance scale (above 1 doubles the decoder's rows).")
+    var decoderGuidance: Float = 0
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -36,8 +42,12 @@ struct BenchPipeline: ParsableCommand {
         let pipeline = try model.load()
         let load = Date().timeIntervalSince(loadStart)
         let request = GenerationRequest(prompt: "Anthropomorphic cat dressed as a fire fighter", width: width, height: height,
-                                        seed: 0, priorSteps: priorSteps, priorGuidance: 4, decoderSteps: decoderSteps, decoderGuidance: 0)
-        try request.validate(sizes: pipeline.sizeRules)
+                                        numImages: numImages, seed: 0, priorSteps: priorSteps, priorGuidance: 4,
+                                        decoderSteps: decoderSteps, decoderGuidance: decoderGuidance)
+        try request.validate(sizes: pipeline.sizeRules, maxImages: 64)
+        // The scheduler's measure of the request (rows x pixels, against `scheduler.max_batch_pixels`), so that
+        // the peak RSS below can be matched with the largest request a configuration admits.
+        let rows = numImages * (request.priorGuidance > 1 || request.decoderGuidance > 1 ? 2 : 1)
         var t = Date()
         func lap() -> Double {
             let now = Date()
@@ -68,6 +78,7 @@ struct BenchPipeline: ParsableCommand {
         let totalSeconds = Date().timeIntervalSince(total)
         let result: [String: Any] = [
             "engine": "wuerstchen-swift", "precision": model.effectivePrecision.rawValue, "width": width, "height": height,
+            "num_images": numImages, "decoder_guidance": Double(decoderGuidance), "rows": rows, "rows_x_pixels": rows * width * height,
             "threads": Compute.blasThreads, "blas_core": Compute.blasCoreName,
             "load_s": load, "total_s": totalSeconds,
             "prior_text_s": priorText, "prior_steps": priorSteps.count, "prior_step_s": median(priorSteps),
@@ -77,8 +88,10 @@ struct BenchPipeline: ParsableCommand {
             "image_mean": images.mean(),
         ]
         if let output {
-            // The one image, [H, W, 3].
-            try PNGEncoder().encode(images.reshaped(Array(images.shape.dropFirst()))).write(to: URL(fileURLWithPath: output))
+            // The first image, [H, W, 3].
+            let shape = Array(images.shape.dropFirst())
+            let first = Tensor(shape: shape, values: Array(images.toArray().prefix(shape.reduce(1, *))))
+            try PNGEncoder().encode(first).write(to: URL(fileURLWithPath: output))
         }
         if json {
             print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))

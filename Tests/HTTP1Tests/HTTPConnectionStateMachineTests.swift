@@ -99,3 +99,110 @@ struct HTTPConnectionStateMachineTests {
         #expect(!r.keepAlive)  // draining: the queued request is the last
     }
 }
+
+/// Issue 12: the header clock, the idle clock, half-closes and unsent output (items 2, 3, 4).
+@Suite("HTTPConnectionStateMachine hardening")
+struct HTTPConnectionStateMachineHardeningTests {
+    let base = HTTPConnectionStateMachineTests()
+
+    /// A client's CRLF after a body is not a next request: no header timeout while the answer is computed.
+    @Test func strayCRLFAfterABodyStartsNoHeaderClock() {
+        var m = base.machine { $0.headerTimeout = 2; $0.idleTimeout = 60 }
+        let a = m.received(crlf("POST /gen HTTP/1.1\nHost: a\nContent-Length: 2\n\nok\n"), now: 1)
+        #expect(base.paths(a) == ["/gen"])
+        #expect(m.readDeadline == nil)
+        #expect(m.deadlinePassed(now: 100).isEmpty)  // a generation of minutes is never timed out
+        #expect(m.responseFinished(keepAlive: true, now: 100).isEmpty)
+        #expect(m.readDeadline == 160)  // idle, not a head in progress
+    }
+
+    /// A head pipelined behind a long request gets its header timeout from when it is our turn to read it.
+    @Test func headerTimeoutNeverFiresWhileARequestIsInFlight() {
+        var m = base.machine { $0.headerTimeout = 2 }
+        let a = m.received(crlf("GET /1 HTTP/1.1\nHost: a\n\nGET /2 HT"), now: 1)
+        #expect(base.paths(a) == ["/1"])
+        #expect(m.readDeadline == nil)
+        #expect(m.deadlinePassed(now: 50).isEmpty)
+        _ = m.responseFinished(keepAlive: true, now: 50)
+        #expect(m.readDeadline == 52)
+    }
+
+    /// The idle clock starts when the last answer byte left, not when the handler finished.
+    @Test func idleClockStartsWhenTheAnswerIsWritten() {
+        var m = base.machine { $0.idleTimeout = 60 }
+        _ = m.received(crlf("GET /big HTTP/1.1\nHost: a\n\n"), now: 0)
+        _ = m.outputLevel(100_000, now: 1)
+        _ = m.responseFinished(keepAlive: true, now: 1)
+        #expect(m.readDeadline == nil)  // a slow reader is still receiving (the write timeout covers a stall)
+        #expect(m.deadlinePassed(now: 200).isEmpty)
+        _ = m.outputLevel(0, now: 200)
+        #expect(m.readDeadline == 260)
+    }
+
+    /// Drain closes an idle connection only after the answer still being written.
+    @Test func drainFinishesAnAnswerStillBeingWritten() {
+        var m = base.machine()
+        _ = m.received(crlf("GET /big HTTP/1.1\nHost: a\n\n"), now: 0)
+        _ = m.outputLevel(1_000_000, now: 1)
+        _ = m.responseFinished(keepAlive: true, now: 1)
+        #expect(m.drain() == [.closeAfterFlush])
+        var eof = base.machine()
+        _ = eof.received(crlf("GET /big HTTP/1.1\nHost: a\n\n"), now: 0)
+        _ = eof.outputLevel(10, now: 1)
+        _ = eof.responseFinished(keepAlive: true, now: 1)
+        #expect(eof.receivedEOF() == [.closeAfterFlush])
+    }
+
+    /// After a half-close every complete request received is answered, then the connection closes.
+    @Test func halfCloseAnswersWhatWasReceived() {
+        var m = base.machine { $0.maxPipelinedRequests = 1 }
+        let a = m.received(crlf("GET /1 HTTP/1.1\nHost: a\n\nGET /2 HTTP/1.1\nHost: a\n\nGET /3 HTTP/1.1\nHost: a\n\n"), now: 0)
+        #expect(base.paths(a) == ["/1"])
+        let h = m.receivedHalfClose(now: 1)
+        #expect(h.first == .endOfInput && !m.isClosed)
+        #expect(m.readDeadline == nil)
+        #expect(m.received(crlf("GET /4 HTTP/1.1\nHost: a\n\n"), now: 1).isEmpty)
+        #expect(base.paths(m.responseFinished(keepAlive: true, now: 2)) == ["/2"])
+        #expect(base.paths(m.responseFinished(keepAlive: true, now: 3)) == ["/3"])
+        #expect(m.responseFinished(keepAlive: true, now: 4) == [.closeAfterFlush])
+        var idle = base.machine()
+        _ = idle.received(crlf("GET /1 HTTP/1.1\nHost: a\n\n"), now: 0)
+        _ = idle.responseFinished(keepAlive: true, now: 1)
+        #expect(idle.receivedHalfClose(now: 2) == [.endOfInput, .close])
+    }
+
+    /// Unsent output above the high-water mark stops parsing and dispatching until it drains.
+    @Test func unsentOutputAboveTheHighWaterMarkHoldsTheNextRequest() {
+        var m = base.machine { $0.writeHighWaterMark = 1000 }
+        #expect(base.paths(m.received(crlf("GET /1 HTTP/1.1\nHost: a\n\n"), now: 0)) == ["/1"])
+        #expect(m.outputLevel(5000, now: 0).isEmpty)
+        // Pipelined requests behind an answer nobody reads: not parsed, reading paused.
+        let a = m.received(crlf("GET /2 HTTP/1.1\nHost: a\n\nGET /3 HTTP/1.1\nHost: a\n\n"), now: 1)
+        #expect(a == [.pauseReading])
+        #expect(m.responseFinished(keepAlive: true, now: 2).isEmpty)
+        #expect(m.readDeadline == nil)
+        #expect(m.outputLevel(1001, now: 3).isEmpty)
+        let b = m.outputLevel(1000, now: 4)
+        #expect(base.paths(b) == ["/2"] && b.contains(.resumeReading))
+        // Finished while over the mark again: /3 waits for the socket.
+        _ = m.outputLevel(4000, now: 5)
+        #expect(base.paths(m.responseFinished(keepAlive: true, now: 5)).isEmpty)
+        #expect(base.paths(m.outputLevel(0, now: 6)) == ["/3"])
+    }
+}
+
+extension HTTPConnectionStateMachineHardeningTests {
+    /// A body trickling in (a byte per `bodyTimeout`) ends with 408 at `bodyDeadline` after its head.
+    @Test func trickledBodyHitsTheBodyDeadline() {
+        var m = base.machine { $0.bodyTimeout = 30; $0.bodyDeadline = 100 }
+        _ = m.received(crlf("POST / HTTP/1.1\nHost: a\nContent-Length: 1000\n\n"), now: 0)
+        var now = 0.0
+        while now < 90 {
+            now += 25
+            _ = m.received(Array("x".utf8), now: now)
+        }
+        #expect(m.readDeadline == 100)
+        guard case .sendError(let e)? = m.deadlinePassed(now: 100).first else { Issue.record("no 408"); return }
+        #expect(e.status == 408)
+    }
+}
