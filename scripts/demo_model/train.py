@@ -8,6 +8,8 @@ with torch, diffusers 0.42 and transformers (never in CI):
     ~/venv/bin/python scripts/demo_model/train.py --workdir ~/demo-train          # every stage, then export
 
 Every stage checkpoints into --workdir and resumes where it stopped when run again (the same command).
+scripts/demo_model/checkpoints holds the finished stages a and effnet of the committed model (copy them into the
+work folder to retrain only b and c on the same latent spaces); BENCHMARKS.md has each stage's wall time.
 Stages (as in dome272/Wuerstchen; diffuzz objective: cosine alpha_cumprod with s = 0.008, noise prediction,
 p2 loss weight, so that diffusers' DDPMWuerstchenScheduler samples the trained models):
 
@@ -57,12 +59,15 @@ PRIOR = dict(c_in=16, c=128, c_cond=64, c_r=64, depth=4, nhead=4, dropout=0.0)
 PRIOR_TEXT = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2)
 DECODER_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
 
-# Steps, batch sizes, learning rates per stage.
+# Steps, batch sizes, learning rates per stage. `horizons` reproduce how the committed model was trained:
+# each (until_step, total) pair says that up to until_step the cosine learning-rate schedule ran as if the stage
+# had `total` steps (a was shortened from 2000 to 1500 steps at step 250; b and c were trained for 4000 steps,
+# looked at, and extended to 8000, which restarted their schedule part-way).
 PLAN = {
-    "a": dict(steps=1500, batch=16, lr=2e-3),
-    "effnet": dict(steps=2000, batch=32, lr=2e-3),
-    "b": dict(steps=8000, batch=8, lr=1e-3),
-    "c": dict(steps=8000, batch=32, lr=5e-4),
+    "a": dict(steps=1500, batch=16, lr=2e-3, horizons=[(250, 2000), (1500, 1500)]),
+    "effnet": dict(steps=2000, batch=32, lr=2e-3, horizons=[(2000, 2000)]),
+    "b": dict(steps=8000, batch=8, lr=1e-3, horizons=[(4000, 4000), (8000, 8000)]),
+    "c": dict(steps=8000, batch=32, lr=5e-4, horizons=[(4000, 4000), (8000, 8000)]),
 }
 # Prior latent sides trained (image side = 4 * int(side * 10.67)): 128, 256, 384 and 512 px.
 EFFNET_SIDES = [3, 6, 6, 6, 9, 12, 12, 12]
@@ -273,8 +278,8 @@ def train(stage, workdir):
         m.train()
     started, window = time.time(), []
     while step < plan["steps"]:
-        # Schedule: linear warm-up over 200 steps, cosine decay to a tenth.
-        frac = step / plan["steps"]
+        # Schedule: linear warm-up over 200 steps, cosine decay to a tenth over the current horizon.
+        frac = step / next(total for until, total in plan["horizons"] if step < until)
         lr = plan["lr"] * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
