@@ -127,15 +127,7 @@ struct BFloat16ParityTests {
             // of std 0.02 drawn here with b's bias at -3 (|1 - b| near 4), where in fp32 a 1e-3 change of the
             // input moves the output by 1e-3 of its size. The files' prior is printed only.
             ("prior 512 px (weights std 0.02, b bias -3)", { p in
-                let gen = TorchGenerator(seed: 5)
-                var weights: [String: Tensor] = [:]
-                for spec in WuerstchenPrior.parameters(.v2) {
-                    let t = gen.randn(spec.shape)
-                    t.mulInPlace(0.02)
-                    weights[spec.name] = t
-                }
-                for i in 16..<32 { weights["out.1.bias"]!.data[i] = -3 }
-                return try WuerstchenPrior(config: .v2, weights: weights, precision: p)(priorX, r: [0.9, 0.3], clip: priorClip) }),
+                try BFloat16ParityTests.wellConditionedPrior(p)(priorX, r: [0.9, 0.3], clip: priorClip) }),
             ("decoder 512 px", { p in
                 try WuerstchenDiffNeXt(folder: decoder.appendingPathComponent("decoder"), precision: p)(
                     decX, r: [0.8, 0.2], effnet: effnet, clip: decClip) }),
@@ -157,5 +149,19 @@ struct BFloat16ParityTests {
         let perturbed = try filePrior(.fp32, noise), got = try filePrior(.bf16, priorX)
         for i in 0..<got.count { #expect(got[flat: i].isFinite, "file prior bf16 output \(i) is \(got[flat: i])") }
         print("real architecture, prior of the files (not asserted): bf16 vs fp32 \(Self.relative(got, want)); fp32 with 1e-3 input noise vs fp32 \(Self.relative(perturbed, want))")
+    }
+
+    /// The real-size prior (`WuerstchenPrior` v2 config) with weights of std 0.02 from seed 5 and the `b` half of
+    /// its output bias at -3, so |1 - b| is near 4 and the output is well conditioned (see the bf16 test above).
+    static func wellConditionedPrior(_ precision: Precision) throws -> WuerstchenPrior {
+        let gen = TorchGenerator(seed: 5)
+        var weights: [String: Tensor] = [:]
+        for spec in WuerstchenPrior.parameters(.v2) {
+            let t = gen.randn(spec.shape)
+            t.mulInPlace(0.02)
+            weights[spec.name] = t
+        }
+        for i in 16..<32 { weights["out.1.bias"]!.data[i] = -3 }
+        return try WuerstchenPrior(config: .v2, weights: weights, precision: precision)
     }
 }

@@ -78,15 +78,7 @@ struct Int8ParityTests {
         let priorX = gen.randn([2, 12, 12, 16]), priorClip = gen.randn([2, 77, 1280])
         var cases: [(String, (Precision) throws -> Tensor)] = [
             ("prior 512 px (weights std 0.02, b bias -3)", { p in
-                let gen = TorchGenerator(seed: 5)
-                var weights: [String: Tensor] = [:]
-                for spec in WuerstchenPrior.parameters(.v2) {
-                    let t = gen.randn(spec.shape)
-                    t.mulInPlace(0.02)
-                    weights[spec.name] = t
-                }
-                for i in 16..<32 { weights["out.1.bias"]!.data[i] = -3 }
-                return try WuerstchenPrior(config: .v2, weights: weights, precision: p)(priorX, r: [0.9, 0.3], clip: priorClip) }),
+                try BFloat16ParityTests.wellConditionedPrior(p)(priorX, r: [0.9, 0.3], clip: priorClip) }),
         ]
         if let dir = ProcessInfo.processInfo.environment["WUERSTCHEN_REAL_RANDOM"] {
             let root = URL(fileURLWithPath: dir)
