@@ -91,64 +91,39 @@ import Tensor
         #expect(decoded.width == 128 && decoded.height == 128)
     }
 
-    /// `--precision bf16` on the fixture folders: the images stay within 8 levels of diffusers' fp32 pixels
-    /// (bf16 GEMMs, three sampler steps with guidance); where the CPU (or `ONEDNN_MAX_CPU_ISA`, as here
-    /// in the second run) has no AVX512-BF16, it says so and runs fp32, which then matches within 2 levels.
-    @Test func precisionBF16AndItsFallback() throws {
+    /// A narrow precision on the fixture folders (three sampler steps with guidance): the images stay within
+    /// `tolerance` levels of diffusers' fp32 pixels (bf16 8, int8 32); where the CPU (or `ONEDNN_MAX_CPU_ISA`, as
+    /// in each case's second run) lacks the ISA it needs, the program says so and runs fp32, which then matches
+    /// within 2 levels. A precision that does not exist is refused, naming the choices.
+    @Test(arguments: [
+        ("bf16", ["ONEDNN_MAX_CPU_ISA": "AVX512_CORE"], Float(8), "needs AVX512-BF16", Precision.bfloat16Supported),
+        ("int8", ["ONEDNN_MAX_CPU_ISA": "SSE41"], Float(32), "precision int8 needs AVX2", Precision.int8Supported),
+    ])
+    func narrowPrecisionAndItsFallback(
+        precision: String, fallbackEnvironment: [String: String], tolerance: Float, fallbackMessage: String, supported: Bool
+    ) throws {
         let dir = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let expected = try SafeTensorsFile(url: Self.fixtures.appendingPathComponent("expected.safetensors"))
         let pixels = try expected.tensor("decoder_cfg_two_images.pixels")  // [2, 128, 128, 3]
-        for (environment, tolerance) in [([String: String](), Float(8)), (["ONEDNN_MAX_CPU_ISA": "AVX512_CORE"], 2)] {
-            let out = dir.appendingPathComponent("bf16.png")
+        for environment in [[String: String](), fallbackEnvironment] {
+            let out = dir.appendingPathComponent("\(precision).png")
             let (status, _, err) = try Self.run([
                 "generate", "--prior", Self.fixtures.appendingPathComponent("prior-fp32").path,
-                "--decoder", Self.fixtures.appendingPathComponent("decoder-fp32").path, "--precision", "bf16",
+                "--decoder", Self.fixtures.appendingPathComponent("decoder-fp32").path, "--precision", precision,
                 "--prompt", "an astronaut riding a horse", "--negative-prompt", "ugly", "--width", "128", "--height", "128",
                 "--seed", String(UInt64(1) << 40 + 3), "--prior-steps", "3", "--prior-guidance", "2", "--decoder-steps", "4",
                 "--decoder-guidance", "2.5", "--num-images", "2", "--output", out.path,
             ], environment: environment)
-            #expect(status == 0, "generate --precision bf16 failed: \(err)")
-            let ranBF16 = err.contains("(bf16)")
-            #expect(ranBF16 == !err.contains("needs AVX512-BF16"), "either bf16 runs or the fallback is announced: \(err)")
-            #expect(ranBF16 == (Precision.bfloat16Supported && environment.isEmpty), "\(err)")
-            let decoded = try PNGDecoder.decode(try Data(contentsOf: dir.appendingPathComponent("bf16-0.png")))
+            #expect(status == 0, "generate --precision \(precision) failed: \(err)")
+            let ran = err.contains("(\(precision))")
+            #expect(ran == !err.contains(fallbackMessage), "either \(precision) runs or the fallback is announced: \(err)")
+            #expect(ran == (supported && environment.isEmpty), "\(err)")
+            let decoded = try PNGDecoder.decode(try Data(contentsOf: dir.appendingPathComponent("\(precision)-0.png")))
             let per = 128 * 128 * 3
             let worst = (0..<per).map { abs(Float(decoded.rgb[$0]) - pixels[flat: $0]) }.max()!
-            let limit = ranBF16 ? tolerance : 2
-            print("generate --precision bf16 (\(ranBF16 ? "bf16" : "fell back to fp32")): at most \(worst) levels from diffusers fp32 (tolerance \(limit))")
-            #expect(worst <= limit)
-        }
-        let (s, _, e) = try Self.run(["generate", "--prompt", "x", "--precision", "fp8", "--output", "/tmp/never.png"])
-        #expect(s != 0 && e.contains("--precision"), "\(e)")
-    }
-
-    /// `--precision int8` on the fixture folders: the images stay within 32 levels of diffusers' fp32 pixels
-    /// (int8 GEMMs, three sampler steps with guidance); where oneDNN has no AVX2 (`ONEDNN_MAX_CPU_ISA=SSE41`
-    /// in the second run) it says so and runs fp32, which then matches within 2 levels.
-    @Test func precisionInt8AndItsFallback() throws {
-        let dir = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let expected = try SafeTensorsFile(url: Self.fixtures.appendingPathComponent("expected.safetensors"))
-        let pixels = try expected.tensor("decoder_cfg_two_images.pixels")  // [2, 128, 128, 3]
-        for environment in [[String: String](), ["ONEDNN_MAX_CPU_ISA": "SSE41"]] {
-            let out = dir.appendingPathComponent("int8.png")
-            let (status, _, err) = try Self.run([
-                "generate", "--prior", Self.fixtures.appendingPathComponent("prior-fp32").path,
-                "--decoder", Self.fixtures.appendingPathComponent("decoder-fp32").path, "--precision", "int8",
-                "--prompt", "an astronaut riding a horse", "--negative-prompt", "ugly", "--width", "128", "--height", "128",
-                "--seed", String(UInt64(1) << 40 + 3), "--prior-steps", "3", "--prior-guidance", "2", "--decoder-steps", "4",
-                "--decoder-guidance", "2.5", "--num-images", "2", "--output", out.path,
-            ], environment: environment)
-            #expect(status == 0, "generate --precision int8 failed: \(err)")
-            let ranInt8 = err.contains("(int8)")
-            #expect(ranInt8 == !err.contains("precision int8 needs AVX2"), "either int8 runs or the fallback is announced: \(err)")
-            #expect(ranInt8 == (Precision.int8Supported && environment.isEmpty), "\(err)")
-            let decoded = try PNGDecoder.decode(try Data(contentsOf: dir.appendingPathComponent("int8-0.png")))
-            let per = 128 * 128 * 3
-            let worst = (0..<per).map { abs(Float(decoded.rgb[$0]) - pixels[flat: $0]) }.max()!
-            let limit: Float = ranInt8 ? 32 : 2
-            print("generate --precision int8 (\(ranInt8 ? "int8" : "fell back to fp32")): at most \(worst) levels from diffusers fp32 (tolerance \(limit))")
+            let limit = ran ? tolerance : 2
+            print("generate --precision \(precision) (\(ran ? precision : "fell back to fp32")): at most \(worst) levels from diffusers fp32 (tolerance \(limit))")
             #expect(worst <= limit)
         }
         let (s, _, e) = try Self.run(["generate", "--prompt", "x", "--precision", "int4", "--output", "/tmp/never.png"])
