@@ -23,28 +23,18 @@ enum OpCases {
             let x = r(m, k), layer = Linear(weight: r(n, k), bias: r(n))
             cases.append(OpCase(name: name, work: Double(2 * m * k * n), unit: "GFLOP/s") { _ = layer(x) })
         }
-        // bf16 precision: bfloat16 weights, inputs rounded in the seam, oneDNN (float32 out). 288 rows is the
-        // prior at 512 px (2 x 12 x 12 tokens).
-        if Precision.bfloat16Supported {
-            for (name, m, k, n) in [
-                ("linear bf16 prior 288x1536->6144", 288, 1536, 6144),
-                ("linear bf16 prior 1152x1536->6144", 1152, 1536, 6144), ("linear bf16 prior 1152x6144->1536", 1152, 6144, 1536),
-                ("linear bf16 decoder 16384x320->1280", 16384, 320, 1280), ("linear bf16 decoder 16384x1280->320", 16384, 1280, 320),
+        // Narrow precisions through the seam, oneDNN with float32 out. bf16: bfloat16 weights, inputs rounded;
+        // int8: int8 weights per output channel, inputs quantised per row, int32 accumulation, scales and bias in
+        // float32 (work counted as the same 2mkn operations). 288 rows is the prior at 512 px (2 x 12 x 12 tokens).
+        for (precision, supported, unit) in [(Precision.bf16, Precision.bfloat16Supported, "GFLOP/s"),
+                                             (.int8, Precision.int8Supported, "GOP/s")] where supported {
+            for (shape, m, k, n) in [
+                ("prior 288x1536->6144", 288, 1536, 6144),
+                ("prior 1152x1536->6144", 1152, 1536, 6144), ("prior 1152x6144->1536", 1152, 6144, 1536),
+                ("decoder 16384x320->1280", 16384, 320, 1280), ("decoder 16384x1280->320", 16384, 1280, 320),
             ] {
-                let x = r(m, k), layer = Linear(weight: r(n, k), bias: r(n)).converted(to: .bf16)
-                cases.append(OpCase(name: name, work: Double(2 * m * k * n), unit: "GFLOP/s") { _ = layer(x) })
-            }
-        }
-        // int8 precision: int8 weights per output channel, inputs quantised per row in the seam, oneDNN with
-        // int32 accumulation, scales and bias applied in float32 (work counted as the same 2mkn operations).
-        if Precision.int8Supported {
-            for (name, m, k, n) in [
-                ("linear int8 prior 288x1536->6144", 288, 1536, 6144),
-                ("linear int8 prior 1152x1536->6144", 1152, 1536, 6144), ("linear int8 prior 1152x6144->1536", 1152, 6144, 1536),
-                ("linear int8 decoder 16384x320->1280", 16384, 320, 1280), ("linear int8 decoder 16384x1280->320", 16384, 1280, 320),
-            ] {
-                let x = r(m, k), layer = Linear(weight: r(n, k), bias: r(n)).converted(to: .int8)
-                cases.append(OpCase(name: name, work: Double(2 * m * k * n), unit: "GOP/s") { _ = layer(x) })
+                let x = r(m, k), layer = Linear(weight: r(n, k), bias: r(n)).converted(to: precision)
+                cases.append(OpCase(name: "linear \(precision.rawValue) \(shape)", work: Double(2 * m * k * n), unit: unit) { _ = layer(x) })
             }
         }
         for (name, b, c, h, w, co, k, s, p) in [
