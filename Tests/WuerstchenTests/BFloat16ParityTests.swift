@@ -108,19 +108,11 @@ struct BFloat16ParityTests {
     func realArchitectureRandomWeights() throws {
         let root = URL(fileURLWithPath: ProcessInfo.processInfo.environment["WUERSTCHEN_REAL_RANDOM"]!)
         let prior = root.appendingPathComponent("prior"), decoder = root.appendingPathComponent("decoder")
-        let tokenizer = try CLIPTokenizer(directory: prior.appendingPathComponent("tokenizer"))
-        let tokens = ["a photo of a cat dressed as a fire fighter", ""].map { tokenizer.encode($0) }
         let gen = TorchGenerator(seed: 11)
         let priorX = gen.randn([2, 12, 12, 16]), priorClip = gen.randn([2, 77, 1280])
-        let decX = gen.randn([2, 128, 128, 4]), effnet = gen.randn([2, 12, 12, 16]), decClip = gen.randn([2, 77, 1024])
+        let fileCases = try Self.realFileCases(root, gen)
         let latents = gen.randn([1, 128, 128, 4])
-        let cases: [(String, (Precision) throws -> Tensor)] = [
-            ("prior text encoder (bigG)", { p in
-                try CLIPTextModel(folder: prior.appendingPathComponent("text_encoder"), precision: p)(
-                    ids: tokens.map(\.ids), attentionMask: tokens.map(\.attentionMask)) }),
-            ("decoder text encoder (H)", { p in
-                try CLIPTextModel(folder: decoder.appendingPathComponent("text_encoder"), precision: p)(
-                    ids: tokens.map(\.ids), attentionMask: tokens.map(\.attentionMask)) }),
+        let cases: [(String, (Precision) throws -> Tensor)] = fileCases + [
             // The prior returns (x - a) / |1 - b| with (a, b) its last conv's output: with random weights some b
             // land near 1 and the division makes the output chaotic (make_real_random.py's prior reaches 5e4,
             // and torch's own bf16 run is 1.25 relative from its fp32 one). So the prior is compared on weights
@@ -128,9 +120,6 @@ struct BFloat16ParityTests {
             // input moves the output by 1e-3 of its size. The files' prior is printed only.
             ("prior 512 px (weights std 0.02, b bias -3)", { p in
                 try BFloat16ParityTests.wellConditionedPrior(p)(priorX, r: [0.9, 0.3], clip: priorClip) }),
-            ("decoder 512 px", { p in
-                try WuerstchenDiffNeXt(folder: decoder.appendingPathComponent("decoder"), precision: p)(
-                    decX, r: [0.8, 0.2], effnet: effnet, clip: decClip) }),
             ("vqgan decode 512 px", { p in
                 try PaellaVQModel(folder: decoder.appendingPathComponent("vqgan"), precision: p).decode(latents) }),
         ]
@@ -163,5 +152,25 @@ struct BFloat16ParityTests {
         }
         for i in 16..<32 { weights["out.1.bias"]!.data[i] = -3 }
         return try WuerstchenPrior(config: .v2, weights: weights, precision: precision)
+    }
+
+    /// The text encoders and the decoder of `scripts/bench/make_real_random.py`'s folders under `root`, as cases
+    /// run at a given precision (inputs drawn from `gen` now, in this order: decoder x, effnet, decoder clip).
+    static func realFileCases(_ root: URL, _ gen: TorchGenerator) throws -> [(String, (Precision) throws -> Tensor)] {
+        let prior = root.appendingPathComponent("prior"), decoder = root.appendingPathComponent("decoder")
+        let tokenizer = try CLIPTokenizer(directory: prior.appendingPathComponent("tokenizer"))
+        let tokens = ["a photo of a cat dressed as a fire fighter", ""].map { tokenizer.encode($0) }
+        let decX = gen.randn([2, 128, 128, 4]), effnet = gen.randn([2, 12, 12, 16]), decClip = gen.randn([2, 77, 1024])
+        return [
+            ("prior text encoder (bigG)", { p in
+                try CLIPTextModel(folder: prior.appendingPathComponent("text_encoder"), precision: p)(
+                    ids: tokens.map(\.ids), attentionMask: tokens.map(\.attentionMask)) }),
+            ("decoder text encoder (H)", { p in
+                try CLIPTextModel(folder: decoder.appendingPathComponent("text_encoder"), precision: p)(
+                    ids: tokens.map(\.ids), attentionMask: tokens.map(\.attentionMask)) }),
+            ("decoder 512 px", { p in
+                try WuerstchenDiffNeXt(folder: decoder.appendingPathComponent("decoder"), precision: p)(
+                    decX, r: [0.8, 0.2], effnet: effnet, clip: decClip) }),
+        ]
     }
 }

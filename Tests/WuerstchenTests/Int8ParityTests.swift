@@ -81,22 +81,7 @@ struct Int8ParityTests {
                 try BFloat16ParityTests.wellConditionedPrior(p)(priorX, r: [0.9, 0.3], clip: priorClip) }),
         ]
         if let dir = ProcessInfo.processInfo.environment["WUERSTCHEN_REAL_RANDOM"] {
-            let root = URL(fileURLWithPath: dir)
-            let prior = root.appendingPathComponent("prior"), decoder = root.appendingPathComponent("decoder")
-            let tokenizer = try CLIPTokenizer(directory: prior.appendingPathComponent("tokenizer"))
-            let tokens = ["a photo of a cat dressed as a fire fighter", ""].map { tokenizer.encode($0) }
-            let decX = gen.randn([2, 128, 128, 4]), effnet = gen.randn([2, 12, 12, 16]), decClip = gen.randn([2, 77, 1024])
-            cases += [
-                ("prior text encoder (bigG)", { p in
-                    try CLIPTextModel(folder: prior.appendingPathComponent("text_encoder"), precision: p)(
-                        ids: tokens.map(\.ids), attentionMask: tokens.map(\.attentionMask)) }),
-                ("decoder text encoder (H)", { p in
-                    try CLIPTextModel(folder: decoder.appendingPathComponent("text_encoder"), precision: p)(
-                        ids: tokens.map(\.ids), attentionMask: tokens.map(\.attentionMask)) }),
-                ("decoder 512 px", { p in
-                    try WuerstchenDiffNeXt(folder: decoder.appendingPathComponent("decoder"), precision: p)(
-                        decX, r: [0.8, 0.2], effnet: effnet, clip: decClip) }),
-            ]
+            cases += try BFloat16ParityTests.realFileCases(URL(fileURLWithPath: dir), gen)
         }
         for (name, run) in cases {
             let want = try run(.fp32)
