@@ -90,10 +90,45 @@ def random_scene(rng, jitter=True):
     names = list(COLOURS)
     colour = rng.choice(names)
     background = rng.choice([c for c in names if c != colour])
-    size = rng.choice(["small", "medium", "medium", "large"])
-    position = rng.choice(["center", "center", "left", "right", "top", "bottom"])
+    size = rng.choice(list(SIZES))
+    position = rng.choice(list(POSITIONS))
     j = (rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03), rng.uniform(0.92, 1.08)) if jitter else (0.0, 0.0, 1.0)
     return Scene(rng.choice(SHAPES), colour, background, size, position, j)
+
+
+# The image encoder's 16 channels (scene_features): object colour (3), background colour (3), shape one-hot (4),
+# offset of each cell from the object's centre (2), the object's extent (1), size one-hot (3).
+FEATURE_CHANNELS = 16
+
+
+def cell_coordinates(n):
+    """Where the n feature cells of one axis stand, in image sides. The decoder resizes the features to its
+    first level (side int(n * 10.67) // 2 for patch size 2) with align_corners=True, so cell i lands on that
+    level's token i * (L - 1) / (n - 1); its centre is the cell's coordinate, and a linear field (the offsets)
+    resized that way is the true offset at every token."""
+    if n == 1:
+        return np.array([0.5], np.float32)
+    level = max(2, int(n * 10.67) // 2)
+    return ((np.arange(n) * (level - 1) / (n - 1) + 0.5) / level).astype(np.float32)
+
+
+def scene_features(scene, n):
+    """[16, n, n] float32: the scene encoded as fields that stand where EfficientNet's features stand in the
+    real pipeline (an analytic encoder: what a perfect encoder of this grammar reads off the pixels). Constant
+    fields (colours, shape, extent, size) and the offset fields dx, dy, linear in the cell's position, so that
+    the decoder's resizing to any level keeps them exact."""
+    dx, dy, scale = scene.jitter
+    cx, cy = POSITIONS[scene.position]
+    u = cell_coordinates(n)
+    f = np.zeros((FEATURE_CHANNELS, n, n), np.float32)
+    f[0:3] = (np.array(COLOURS[scene.colour], np.float32) / 255)[:, None, None]
+    f[3:6] = (np.array(COLOURS[scene.background], np.float32) / 255)[:, None, None]
+    f[6 + SHAPES.index(scene.shape)] = 1
+    f[10] = u[None, :] - (cx + dx)
+    f[11] = u[:, None] - (cy + dy)
+    f[12] = SIZES[scene.size] * scale
+    f[13 + list(SIZES).index(scene.size)] = 1
+    return f
 
 
 def batch(rng, n, side, drop_caption=0.0):
