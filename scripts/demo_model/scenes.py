@@ -134,10 +134,15 @@ def scene_features(scene, n):
 def batch(rng, n, side, drop_caption=0.0):
     """n random scenes: images [n, 3, side, side] in [0, 1] (NCHW for torch) and their captions
     ("" with probability drop_caption, for classifier-free guidance)."""
-    scenes = [random_scene(rng) for _ in range(n)]
+    scenes, captions = captioned(rng, n, drop_caption)
     images = np.stack([s.render(side) for s in scenes]).transpose(0, 3, 1, 2)
-    captions = ["" if rng.random() < drop_caption else s.caption(rng) for s in scenes]
     return images, captions, scenes
+
+
+def captioned(rng, n, drop_caption=0.0):
+    """n random scenes and their captions, without rendering (batch's draws from rng, in the same order)."""
+    scenes = [random_scene(rng) for _ in range(n)]
+    return scenes, ["" if rng.random() < drop_caption else s.caption(rng) for s in scenes]
 
 
 if __name__ == "__main__":

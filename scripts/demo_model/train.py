@@ -22,6 +22,14 @@ whose checkpoint effnet.pt is kept). This version is its redesign, not yet good 
       Next: sample t near 1 far more often (or x0 loss from the start) until the t = 1 error is below ~0.2.
 scripts/demo_model/checkpoints holds a (finished, shared by both versions), effnet (the committed model's), and
 this version's b (4000 steps, with optimizer state: resumes) and c (finished, weights only), with their logs.
+Stages (as in dome272/Wuerstchen; diffuzz objective: cosine alpha_cumprod with s = 0.008, noise prediction,
+p2 loss weight, so that diffusers' DDPMWuerstchenScheduler samples the trained models):
+
+    a       Stage A: PaellaVQModel as an autoencoder (the decoder pipeline decodes unquantised latents).
+    b       Stage B: WuerstchenDiffNeXt on Stage A latents given the scene features and the caption.
+    c       Stage C: WuerstchenPrior (and its CLIP text encoder) on the normalised scene features.
+    export  Writes both pipeline folders (fp16 safetensors).
+
 b and c are independent: `--stage b,c` runs them as two
 processes of one thread each (torch's small CPU ops scale poorly with threads). Seeded: the same command on
 the same torch version retrains the same model up to floating-point summation order.
@@ -224,11 +232,11 @@ PARTIAL = False  # --partial: export whatever the checkpoints hold (to look at a
 def frozen(workdir, stage, name):
     """A finished stage's (EMA) weights, in eval mode."""
     path = os.path.join(workdir, f"{stage}.pt")
+    if stage == "a" and not os.path.exists(path):
+        raise SystemExit(f"{path} is missing: copy scripts/demo_model/checkpoints/a.pt and a.json there")
     ck = torch.load(path, weights_only=False)
     if ck["step"] < PLAN[stage]["steps"] and not (PARTIAL and stage in ("b", "c")):
         raise SystemExit(f"stage {stage} is not finished ({ck['step']}/{PLAN[stage]['steps']} steps in {path})")
-    if stage == "a" and not os.path.exists(path):
-        raise SystemExit(f"{path} is missing: copy scripts/demo_model/checkpoints/a.pt and a.json there")
     m = build(stage)[name]
     m.load_state_dict(ck["ema"][name])
     return m.eval().requires_grad_(False)
@@ -335,7 +343,7 @@ def step_loss(stage, modules, ctx, tok, rng_state, n, gen):
                               ctx["x0_loss"])
     # Stage C: the prior learns the normalised features, (features + 1) / 42 = z, given the caption; the
     # caption parser's loss trains its text encoder alongside.
-    _, captions, drawn = scenes.batch(rng, n, 1, DROP_CAPTION)
+    drawn, captions = scenes.captioned(rng, n, DROP_CAPTION)
     z = features(drawn, side)
     text, pooled = encode_text(tok, modules["text_encoder"], captions)
     loss = diffusion_loss(lambda xt, t: modules["prior"](xt, t, text), z, gen)
