@@ -73,11 +73,15 @@ DECODER_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, n
 # cosine learning-rate schedule runs as if the stage had `total` steps (a stage extended after a look at it
 # keeps the history that trained it). Stage a is the committed one (scripts/demo_model/checkpoints).
 PLAN = {
-    "a": dict(steps=1500, batch=16, lr=2e-3, horizons=[(250, 2000), (1500, 1500)]),
-    # b: 3000 steps of diffuzz's objective, then 1000 whose loss is the error of the clean latents implied by the
+    # a: 2000 steps as an autoencoder, then 600 of its decoder alone (decoder_from; the encoder frozen at its EMA
+    # weights, so stage b's latents do not move) with the image's corners weighted 300x: the transposed
+    # convolutions give a corner pixel a quarter of an interior one's taps, and after the first 2000 steps
+    # corners of bright backgrounds came out 25-35 levels dark, which a pixel classifier reads as part of the object.
+    "a": dict(steps=2600, batch=16, lr=2e-3, horizons=[(2000, 2000), (2600, 2600)], decoder_from=2000),
+    # b: 3750 steps of diffuzz's objective, then 1250 whose loss is the error of the clean latents implied by the
     # predicted noise (x0_from): the 12-step sampler's first step at t = 1 (alpha_cumprod 1e-4) turns a noise
     # error e into a latent error of 100 e, which the p2-weighted noise loss leaves untrained.
-    "b": dict(steps=4000, batch=8, lr=1e-3, horizons=[(3000, 3000), (4000, 4000)], x0_from=3000),
+    "b": dict(steps=5000, batch=8, lr=1e-3, horizons=[(3750, 3750), (5000, 5000)], x0_from=3750),
     "c": dict(steps=6000, batch=32, lr=1e-3, horizons=[(6000, 6000)]),
 }
 # Prior latent sides trained (image side = 4 * int(side * 10.67)): 128, 256, 384 and 512 px.
@@ -152,7 +156,19 @@ def build(stage):
     if stage == "a":
         return {"vqgan": PaellaVQModel(**VQGAN)}
     if stage == "b":
-        return {"decoder": WuerstchenDiffNeXt(**DECODER)}
+        decoder = WuerstchenDiffNeXt(**DECODER)
+        # The decoder is handed the features de-normalised, 42 z - 1 (std 42), and its effnet mappers are single
+        # 1x1 convolutions feeding the blocks' MLPs unnormalised: at the default init their outputs are ~40x
+        # the scale of everything else, the MLPs' kinks sit at the origin and Adam (steps ~lr in absolute
+        # terms) needs tens of thousands of steps to move them to the objects' edges (measured: after 6000
+        # steps the decoder drew the background and not the object). So the mappers start as W0 z + b0 (their
+        # default init on z) and learn at lr / 42 (train's param groups): the same model, trained on z's scale.
+        with torch.no_grad():
+            for mapper in decoder.effnet_mappers:
+                if mapper is not None:
+                    mapper.weight.div_(LATENT_MEAN)
+                    mapper.bias.add_(mapper.weight.sum(dim=(1, 2, 3)) * LATENT_STD)
+        return {"decoder": decoder}
     prior = WuerstchenPrior(**PRIOR)
     # Output head zeroed (as the original Stage C): the prior starts as the identity, noise = x, instead of
     # dividing by |1 - b| for random b near 1.
@@ -172,8 +188,10 @@ def image_side(effnet_side):
 
 
 def draw(rng, n, side, drop=0.0):
+    """Images [n, 3, side, side] in [0, 1]: the range the decoder pipeline's VQ-GAN output is clamped to
+    (`vqgan.decode(latents).sample.clamp(0, 1)`, as the real Paella VQ-GAN's), captions, scenes."""
     images, captions, drawn = scenes.batch(rng, n, side, drop)
-    return torch.from_numpy(images) * 2 - 1, captions, drawn
+    return torch.from_numpy(images), captions, drawn
 
 
 def alpha_cumprod(t, s=0.008):
@@ -213,12 +231,15 @@ class EMA:
     def __init__(self, modules, decay=0.999):
         self.decay = decay
         self.shadow = {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in modules.items()}
+        self.fixed = set()  # (module, state_dict key) pairs left out of the average
 
     def update(self, modules, step):
         d = min(self.decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for name, m in modules.items():
                 for k, v in m.state_dict().items():
+                    if (name, k) in self.fixed:  # frozen: its average stays exactly what it was
+                        continue
                     sh = self.shadow[name][k]
                     if v.dtype.is_floating_point:
                         sh.mul_(d).add_(v, alpha=1 - d)
@@ -251,7 +272,11 @@ def train(stage, workdir):
     plan = PLAN[stage]
     modules = build(stage)
     params = [p for m in modules.values() for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=plan["lr"], weight_decay=0.0 if stage == "c" else 0.01)
+    slow = {id(m.weight) for m in modules["decoder"].effnet_mappers if m is not None} if stage == "b" else set()
+    groups = [{"params": [p for p in params if id(p) not in slow], "scale": 1.0}]
+    if slow:
+        groups.append({"params": [p for p in params if id(p) in slow], "scale": 1 / LATENT_MEAN})
+    opt = torch.optim.AdamW(groups, lr=plan["lr"], weight_decay=0.0 if stage == "c" else 0.01)
     ema = EMA(modules)
     path = os.path.join(workdir, f"{stage}.pt")
     step, log = 0, []
@@ -277,11 +302,24 @@ def train(stage, workdir):
         m.train()
     started, window = time.time(), []
     while step < plan["steps"]:
+        if stage == "a" and step >= plan["decoder_from"] and not ctx.get("decoder_only"):
+            # Stage A's decoder alone from here: the encoder takes its EMA weights and batch-norm statistics
+            # and keeps them, in eval mode (as stage b and measure_latents run it).
+            vq = modules["vqgan"]
+            encoder = ("in_block.", "down_blocks.")
+            with torch.no_grad():
+                for k, v in vq.state_dict().items():
+                    if k.startswith(encoder):
+                        v.copy_(ema.shadow["vqgan"][k])
+                        ema.fixed.add(("vqgan", k))
+            for part in (vq.in_block, vq.down_blocks):
+                part.eval().requires_grad_(False)
+            ctx["decoder_only"] = True
         # Schedule: linear warm-up over 200 steps, cosine decay to a tenth over the current horizon.
         frac = step / next(total for until, total in plan["horizons"] if step < until)
         lr = plan["lr"] * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("scale", 1.0)
         rng_state = SEED * 1_000_003 + step * 7 + {"a": 1, "b": 3, "c": 4}[stage]
         gen = torch.Generator().manual_seed(rng_state)
         ctx["x0_loss"] = step >= plan.get("x0_from", plan["steps"])
@@ -323,7 +361,15 @@ def step_loss(stage, modules, ctx, tok, rng_state, n, gen):
         h = vq.encode(x).latents
         h = h + 0.05 * torch.randn(h.shape, generator=gen)
         y = vq.decode(h).sample
-        return F.mse_loss(y, x) + 0.5 * F.l1_loss(y, x)
+        # The image's frame weighs more (outer 4 pixels 10x, outer 2 pixels 30x): zero padding makes it the
+        # hardest place to reconstruct, and a stray corner pixel is what a pixel classifier's bounding box sees
+        # first (measured: at 10x, 5 of 32 clean reconstructions still had a wrong corner).
+        w = torch.ones(1, 1, x.size(2), x.size(3))
+        for width, weight in ((4, 10.0), (2, 30.0)):
+            w[..., :width, :], w[..., -width:, :], w[..., :, :width], w[..., :, -width:] = weight, weight, weight, weight
+        if ctx.get("decoder_only"):
+            w[..., :4, :4], w[..., :4, -4:], w[..., -4:, :4], w[..., -4:, -4:] = 300, 300, 300, 300
+        return ((y - x) ** 2 * w).mean() + 0.5 * ((y - x).abs() * w).mean()
     side = rng.choice(EFFNET_SIDES)
     # Batches by pixels: a 512 px batch costs four 256 px ones.
     n = max(2, n * 36 // (side * side)) if side > 6 else n
