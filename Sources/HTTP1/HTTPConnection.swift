@@ -31,6 +31,8 @@ final class HTTPConnection: @unchecked Sendable {
 
     /// Delivers readability on its thread (through `queue.sync`); `loopID` is 0 until registered.
     private let loop: HTTPEventLoop
+    /// The server's `Date` header clock.
+    let date: HTTPDate
     private var loopID: UInt64 = 0
     private var writeSource: DispatchSourceWrite?
     private var timer: DispatchSourceTimer?
@@ -70,10 +72,11 @@ final class HTTPConnection: @unchecked Sendable {
     private var outputClosed = false
     private var flushScheduled = false
 
-    init(fd: Int32, remoteAddress: String, tls: TLSContext?, loop: HTTPEventLoop, limits: HTTPLimits,
+    init(fd: Int32, remoteAddress: String, tls: TLSContext?, loop: HTTPEventLoop, date: HTTPDate, limits: HTTPLimits,
          serverName: String, handler: any HTTPHandler, onClosed: @escaping @Sendable (HTTPConnection) -> Void) {
         self.fd = fd
         self.loop = loop
+        self.date = date
         self.limits = limits
         self.serverName = serverName
         self.handler = handler
@@ -551,7 +554,7 @@ final class HTTPConnection: @unchecked Sendable {
     private func errorResponse(_ error: HTTPError) -> [UInt8] {
         let body = error.jsonBody
         let head = "HTTP/1.1 \(error.status) \(HTTPStatus.reason(error.status))\r\n"
-            + "Date: \(HTTPDate.shared.now())\r\nServer: \(serverName)\r\n"
+            + "Date: \(date.now())\r\nServer: \(serverName)\r\n"
             + "Content-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         return Array(head.utf8) + body
     }

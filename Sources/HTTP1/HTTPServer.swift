@@ -6,7 +6,8 @@ import Glibc
 /// A hand-rolled HTTP/1.1 server on POSIX sockets and Dispatch (see ARCHITECTURE.md): accepts
 /// connections, enforces `HTTPLimits`, and hands each complete request to the `HTTPHandler`.
 /// It owns everything it runs on: `configuration.eventLoops` event loops (threads and epoll sets, made
-/// by `start()`, assigned round robin, stopped once `shutdown` has closed every connection). Dropped without `shutdown`, it closes its connections and stops its loops.
+/// by `start()`, assigned round robin, stopped once `shutdown` has closed every connection) and the
+/// `Date` header's clock. Dropped without `shutdown`, it closes its connections and stops its loops.
 ///
 /// ```swift
 /// let server = HTTPServer(configuration: .init(host: "127.0.0.1", port: 8080), handler: MyRoutes())
@@ -30,6 +31,8 @@ public final class HTTPServer: @unchecked Sendable {
     private var loops: [HTTPEventLoop] = []
     /// Round robin over `loops` (accept queue only).
     private var nextLoop = 0
+    /// The `Date` header, formatted once per second for all of this server's connections.
+    private let date = HTTPDate()
     private var draining = false
     private var shutdownCompletions: [@Sendable () -> Void] = []
 
@@ -155,7 +158,7 @@ public final class HTTPServer: @unchecked Sendable {
                 let loop = loops[nextLoop]
                 nextLoop = (nextLoop + 1) % loops.count
                 let connection = HTTPConnection(
-                    fd: fd, remoteAddress: peer, tls: tlsContext, loop: loop,
+                    fd: fd, remoteAddress: peer, tls: tlsContext, loop: loop, date: date,
                     limits: configuration.limits, serverName: configuration.serverName, handler: handler,
                     onClosed: { [weak self] connection in self?.connectionClosed(connection) })
                 connections[ObjectIdentifier(connection)] = connection
