@@ -15,8 +15,8 @@ import Glibc
 /// Level-triggered; pausing a connection removes its descriptor (an idle `EPOLLHUP` is reported even with
 /// no events asked for). Connections are looked up by a registration id, never by descriptor, so an event
 /// that raced with a close can never reach the connection that reused the number. `stop()` wakes the
-/// thread through an eventfd (registration id 0); the thread closes both descriptors as it exits, under
-/// the lock, so a late `watch` finds the loop stopped instead of a descriptor number that may be reused.
+/// thread through an eventfd; the thread closes both descriptors as it exits, under the lock, so a late
+/// `watch` finds the loop stopped instead of a descriptor number that may have been reused.
 /// epoll itself goes through the `CEpoll` C module (the packed `struct epoll_event` stays in C).
 final class HTTPEventLoop: @unchecked Sendable {
     /// Set on each loop thread (for tests: whether code runs on a loop thread). A process-wide key, but
@@ -30,12 +30,14 @@ final class HTTPEventLoop: @unchecked Sendable {
     /// True on an event loop's thread (quick handlers run there).
     static var isLoopThread: Bool { pthread_getspecific(threadKey) != nil }
 
-    /// The registration id of the wake-up eventfd; connections get 1, 2, ...
-    private static let wakeupID: UInt64 = 0
-
     private let index: Int
-    private let epfd: Int32
-    private let wakeupFD: Int32
+    /// The epoll set (closed once the loop stopped).
+    let epfd: Int32
+    /// The eventfd that `stop()` signals (closed once the loop stopped).
+    let wakeupFD: Int32
+    /// The wake-up's registration id: random with the top bit set (connections get 1, 2, ...), which
+    /// also tells this set apart in `/proc/self/fdinfo` from one that reuses its number.
+    let wakeupID = UInt64.random(in: (1 << 63)...UInt64.max)
     private let lock = NSLock()
     private var connections: [UInt64: HTTPConnection] = [:]
     private var nextID: UInt64 = 0
@@ -56,7 +58,7 @@ final class HTTPEventLoop: @unchecked Sendable {
             close(ep)
             throw Self.failure("eventfd", index: index, errno: -wakeup)
         }
-        let added = cepoll_add_readable(ep, wakeup, Self.wakeupID)
+        let added = cepoll_add_readable(ep, wakeup, wakeupID)
         guard added == 0 else {
             close(wakeup)
             close(ep)
@@ -142,7 +144,7 @@ final class HTTPEventLoop: @unchecked Sendable {
             precondition(n >= 0, "HTTPEventLoop \(index): epoll_wait failed: \(String(cString: strerror(-n)))")
             for i in 0..<Int(n) {
                 let id = ids[i]
-                if id == Self.wakeupID { break events }
+                if id == wakeupID { break events }
                 lock.lock()
                 let connection = connections[id]
                 lock.unlock()

@@ -67,6 +67,13 @@ public final class HTTPServer: @unchecked Sendable {
         return connections.count
     }
 
+    /// The event loops made by `start()` (for tests: their descriptors).
+    var eventLoops: [HTTPEventLoop] {
+        lock.lock()
+        defer { lock.unlock() }
+        return loops
+    }
+
     /// True after `shutdown` was called: no new connections, open ones close after their current request.
     public var isDraining: Bool {
         lock.lock()
