@@ -23,7 +23,7 @@ int cepoll_add_readable(int epfd, int fd, uint64_t id);
 int cepoll_delete(int epfd, int fd);
 
 /// `epoll_wait` for up to `timeout_ms` (-1: no limit; an EINTR restarts the full wait), writing the ids of
-/// at most `max` ready registrations to `ids`: their count (0 on timeout), or -errno.
+/// at most `max` (and at most 64) ready registrations to `ids`: their count (0 on timeout), or -errno.
 int cepoll_wait(int epfd, uint64_t *ids, int max, int timeout_ms);
 
 /// `eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`, a descriptor that turns readable once signalled (wakes a
