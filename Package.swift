@@ -49,7 +49,10 @@ let package = Package(
         // elsewhere: it builds on any x86-64 and is empty on other architectures.
         .target(name: "CKernels"),
         .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels"], swiftSettings: optimise),
-        .target(name: "HTTP1", dependencies: ["COpenSSL"]),
+        // <sys/epoll.h> and <sys/eventfd.h> behind C wrappers (the Glibc module exports neither, and
+        // `struct epoll_event` is packed on x86-64, which Swift cannot lay out); Linux only.
+        .target(name: "CEpoll"),
+        .target(name: "HTTP1", dependencies: ["COpenSSL", "CEpoll"]),
         // libpng behind a small C shim that catches libpng's longjmp errors (libpng-dev, zlib1g-dev).
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png")]),
         .target(name: "Imaging", dependencies: ["CPNG", "Tensor"]),

@@ -30,7 +30,9 @@ final class HTTPConnection: @unchecked Sendable {
     private let onClosed: @Sendable (HTTPConnection) -> Void
 
     /// Delivers readability on its thread (through `queue.sync`); `loopID` is 0 until registered.
-    private let loop = HTTPEventLoop.next()
+    private let loop: HTTPEventLoop
+    /// The server's `Date` header clock.
+    let date: HTTPDate
     private var loopID: UInt64 = 0
     private var writeSource: DispatchSourceWrite?
     private var timer: DispatchSourceTimer?
@@ -70,9 +72,11 @@ final class HTTPConnection: @unchecked Sendable {
     private var outputClosed = false
     private var flushScheduled = false
 
-    init(fd: Int32, remoteAddress: String, tls: TLSContext?, limits: HTTPLimits, serverName: String,
-         handler: any HTTPHandler, onClosed: @escaping @Sendable (HTTPConnection) -> Void) {
+    init(fd: Int32, remoteAddress: String, tls: TLSContext?, loop: HTTPEventLoop, date: HTTPDate, limits: HTTPLimits,
+         serverName: String, handler: any HTTPHandler, onClosed: @escaping @Sendable (HTTPConnection) -> Void) {
         self.fd = fd
+        self.loop = loop
+        self.date = date
         self.limits = limits
         self.serverName = serverName
         self.handler = handler
@@ -329,13 +333,25 @@ final class HTTPConnection: @unchecked Sendable {
     private func pauseReading() {
         guard !readSuspended, loopID != 0 else { return }
         readSuspended = true
-        loop.watch(loopID, fd: fd, false)
+        let error = loop.unwatch(fd: fd)
+        // ENOENT (the descriptor is not in the set) is what pausing wants. Anything else (EBADF: the loop
+        // stopped) may leave the level-triggered readiness reported to a connection that ignores it, a
+        // spinning loop thread: close, which takes the descriptor out of the set.
+        if error != 0 && error != ENOENT { closeNow() }
     }
 
     private func resumeReading() {
         guard readSuspended, loopID != 0, !closed, !inputEnded else { return }
+        let error = loop.watch(loopID, fd: fd)
+        guard error == 0 else {
+            // ENOMEM, ENOSPC (past `fs.epoll.max_user_watches`) or a stopped loop: unwatched, the
+            // connection would never be read again and wait for its idle timeout. Close it now: the
+            // client sees the close at once (HTTP1 has no logger; a failed start of the set itself
+            // throws from `HTTPServer.start`).
+            closeNow()
+            return
+        }
         readSuspended = false
-        loop.watch(loopID, fd: fd, true)
         if tls != nil {
             // Bytes OpenSSL already decrypted raise no socket event.
             queue.async { [weak self] in self?.handleReadable() }
@@ -538,7 +554,7 @@ final class HTTPConnection: @unchecked Sendable {
     private func errorResponse(_ error: HTTPError) -> [UInt8] {
         let body = error.jsonBody
         let head = "HTTP/1.1 \(error.status) \(HTTPStatus.reason(error.status))\r\n"
-            + "Date: \(HTTPDate.shared.now())\r\nServer: \(serverName)\r\n"
+            + "Date: \(date.now())\r\nServer: \(serverName)\r\n"
             + "Content-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         return Array(head.utf8) + body
     }
@@ -619,7 +635,9 @@ final class HTTPConnection: @unchecked Sendable {
         timer?.cancel()
         // Stop watching (the descriptor stays open until the write source's cancel handler ran).
         if loopID != 0 {
-            if !readSuspended { loop.watch(loopID, fd: fd, false) }
+            // Result ignored: the descriptor leaves the set when it is closed anyway, and until then
+            // the id is deregistered, so a stray event reaches nobody.
+            if !readSuspended { _ = loop.unwatch(fd: fd) }
             loop.deregister(loopID)
         }
         readSuspended = true

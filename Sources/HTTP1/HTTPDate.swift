@@ -4,9 +4,8 @@ import Glibc
 #endif
 
 /// The IMF-fixdate for the `Date` header (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7),
-/// formatted at most once per second and shared by all connections.
+/// formatted at most once per second and shared by the connections of one `HTTPServer` (which owns it).
 final class HTTPDate: @unchecked Sendable {
-    static let shared = HTTPDate()
     private let lock = NSLock()
     private var second = -1
     private var cached = ""

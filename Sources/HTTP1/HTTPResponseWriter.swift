@@ -261,7 +261,7 @@ public final class HTTPResponseWriter: @unchecked Sendable {
         var closeDelimited = false
         if case .closeDelimited = framing { closeDelimited = true }
         keepAlive = requestKeepAlive && !handlerClose && !drain && !closeDelimited
-        if !hasDate { head += "Date: \(HTTPDate.shared.now())\r\n" }
+        if !hasDate { head += "Date: \(connection.date.now())\r\n" }
         if !hasServer { head += "Server: \(connection.serverName)\r\n" }
         if !keepAlive {
             head += "Connection: close\r\n"

@@ -5,6 +5,9 @@ import Glibc
 
 /// A hand-rolled HTTP/1.1 server on POSIX sockets and Dispatch (see ARCHITECTURE.md): accepts
 /// connections, enforces `HTTPLimits`, and hands each complete request to the `HTTPHandler`.
+/// It owns everything it runs on: `configuration.eventLoops` event loops (threads and epoll sets, made
+/// by `start()`, assigned round robin, stopped once `shutdown` has closed every connection) and the
+/// `Date` header's clock. Dropped without `shutdown`, it closes its connections and stops its loops.
 ///
 /// ```swift
 /// let server = HTTPServer(configuration: .init(host: "127.0.0.1", port: 8080), handler: MyRoutes())
@@ -24,6 +27,12 @@ public final class HTTPServer: @unchecked Sendable {
     private var tlsContext: TLSContext?
     private var boundPort = 0
     private var connections: [ObjectIdentifier: HTTPConnection] = [:]
+    /// Made by `start()`; kept after they stopped (stopping is idempotent, waiting too).
+    private var loops: [HTTPEventLoop] = []
+    /// Round robin over `loops` (accept queue only).
+    private var nextLoop = 0
+    /// The `Date` header, formatted once per second for all of this server's connections.
+    private let date = HTTPDate()
     private var draining = false
     private var shutdownCompletions: [@Sendable () -> Void] = []
 
@@ -39,6 +48,9 @@ public final class HTTPServer: @unchecked Sendable {
             source.cancel()
             if acceptSuspended { source.resume() }
         }
+        // Nothing else would close them or end the loops' threads (connections hold the server weakly).
+        for connection in connections.values { connection.forceClose() }
+        for loop in loops { loop.stop() }
     }
 
     /// The bound port (the actual one when 0 was configured); 0 before `start()`.
@@ -55,6 +67,13 @@ public final class HTTPServer: @unchecked Sendable {
         return connections.count
     }
 
+    /// The event loops made by `start()` (for tests: their descriptors).
+    var eventLoops: [HTTPEventLoop] {
+        lock.lock()
+        defer { lock.unlock() }
+        return loops
+    }
+
     /// True after `shutdown` was called: no new connections, open ones close after their current request.
     public var isDraining: Bool {
         lock.lock()
@@ -62,14 +81,25 @@ public final class HTTPServer: @unchecked Sendable {
         return draining
     }
 
-    /// Loads the TLS certificate (if configured), binds, listens and starts accepting.
+    /// Validates the configuration, loads the TLS certificate (if configured), binds, listens, starts the
+    /// event loops and starts accepting. Call it once.
     /// Ignores SIGPIPE for the process (writes to closed sockets must fail with EPIPE, not kill it).
     public func start() throws {
+        try configuration.validate()
         signal(SIGPIPE, SIG_IGN)
         let tls = try configuration.tls.map { try TLSContext($0) }
         let fd = try Socket.listen(host: configuration.host, port: configuration.port, backlog: Int32(clamping: configuration.backlog))
+        var started: [HTTPEventLoop] = []
+        do {
+            for index in 0..<configuration.eventLoops { started.append(try HTTPEventLoop(index: index)) }
+        } catch {
+            for loop in started { loop.stop() }
+            close(fd)
+            throw error
+        }
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: acceptQueue)
         lock.lock()
+        loops = started
         listenFD = fd
         tlsContext = tls
         boundPort = Socket.localPort(fd)
@@ -82,7 +112,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Graceful shutdown: stops accepting at once, closes idle connections, lets requests in progress
     /// finish for up to `deadline` seconds, then drops what remains. `completion` runs (on an arbitrary
-    /// thread) once every connection is closed.
+    /// thread) once every connection is closed and the event loops' threads have exited.
     public func shutdown(deadline: Double, completion: @escaping @Sendable () -> Void = {}) {
         lock.lock()
         let first = !draining
@@ -132,9 +162,11 @@ public final class HTTPServer: @unchecked Sendable {
             let refuse = draining ? 0 : (connections.count >= configuration.limits.maxConnections ? 503 : nil)
             var accepted: HTTPConnection?
             if refuse == nil {
+                let loop = loops[nextLoop]
+                nextLoop = (nextLoop + 1) % loops.count
                 let connection = HTTPConnection(
-                    fd: fd, remoteAddress: peer, tls: tlsContext, limits: configuration.limits,
-                    serverName: configuration.serverName, handler: handler,
+                    fd: fd, remoteAddress: peer, tls: tlsContext, loop: loop, date: date,
+                    limits: configuration.limits, serverName: configuration.serverName, handler: handler,
                     onClosed: { [weak self] connection in self?.connectionClosed(connection) })
                 connections[ObjectIdentifier(connection)] = connection
                 accepted = connection
@@ -188,7 +220,15 @@ public final class HTTPServer: @unchecked Sendable {
         }
         let completions = shutdownCompletions
         shutdownCompletions = []
+        let loops = self.loops
         lock.unlock()
-        for completion in completions { completion() }
+        // Every connection has left its loop: stop them, and finish once their threads are gone. Never
+        // waited for here: this may run on a loop thread (a connection closed while read inline) or on a
+        // connection's queue, which a loop may be waiting on in `queue.sync`.
+        for loop in loops { loop.stop() }
+        DispatchQueue.global().async {
+            for loop in loops { loop.waitUntilStopped() }
+            for completion in completions { completion() }
+        }
     }
 }

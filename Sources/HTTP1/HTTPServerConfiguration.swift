@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where and how the server listens.
 public struct HTTPServerConfiguration: Sendable, Equatable {
     /// Numeric address to bind (`127.0.0.1`, `0.0.0.0`, `::1`, `::`).
@@ -12,15 +14,31 @@ public struct HTTPServerConfiguration: Sendable, Equatable {
     public var serverName: String
     /// listen(2) backlog (nginx's default).
     public var backlog: Int
+    /// Event loops (one thread and epoll set each) the server starts and assigns its connections to
+    /// round robin; at least 1. Default: one per active processor (nginx's `worker_processes auto`).
+    public var eventLoops: Int
+
+    /// One event loop per active processor.
+    public static var defaultEventLoops: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
     /// A configuration; every argument has a default.
     public init(host: String = "127.0.0.1", port: Int = 8080, limits: HTTPLimits = HTTPLimits(),
-                tls: HTTPTLSConfiguration? = nil, serverName: String = "wuerstchen", backlog: Int = 511) {
+                tls: HTTPTLSConfiguration? = nil, serverName: String = "wuerstchen", backlog: Int = 511,
+                eventLoops: Int = HTTPServerConfiguration.defaultEventLoops) {
         self.host = host
         self.port = port
         self.limits = limits
         self.tls = tls
         self.serverName = serverName
         self.backlog = backlog
+        self.eventLoops = eventLoops
+    }
+
+    /// Throws an `HTTPServerError` naming the field when a value is out of range (`HTTPServer.start`
+    /// calls it before binding).
+    public func validate() throws {
+        guard eventLoops >= 1 else {
+            throw HTTPServerError("HTTPServerConfiguration.eventLoops must be at least 1, got \(eventLoops)")
+        }
     }
 }

@@ -29,9 +29,11 @@ let echoHandler = ClosureHandler { request, response in
 }
 
 /// Runs `body` against a server on 127.0.0.1 with a free port, then shuts it down.
-func withServer(limits: HTTPLimits = HTTPLimits(), tls: HTTPTLSConfiguration? = nil, handler: some HTTPHandler = echoHandler,
+func withServer(limits: HTTPLimits = HTTPLimits(), tls: HTTPTLSConfiguration? = nil,
+                eventLoops: Int = HTTPServerConfiguration.defaultEventLoops, handler: some HTTPHandler = echoHandler,
                 _ body: (HTTPServer) throws -> Void) throws {
-    let server = HTTPServer(configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, limits: limits, tls: tls), handler: handler)
+    let server = HTTPServer(configuration: HTTPServerConfiguration(
+        host: "127.0.0.1", port: 0, limits: limits, tls: tls, eventLoops: eventLoops), handler: handler)
     try server.start()
     defer {
         let done = DispatchSemaphore(value: 0)
