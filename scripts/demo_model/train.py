@@ -10,18 +10,23 @@ with torch, diffusers 0.42 and transformers (never in CI):
 Every stage checkpoints into --workdir and resumes where it stopped when run again (the same command).
 STATUS (read before retraining): the model committed under Resources/DemoModel was made by this script as it
 stood at commit c85cf77 (`git show c85cf77:scripts/demo_model/train.py`: a learned image encoder, stage "effnet",
-whose checkpoint effnet.pt is kept). This version is its redesign, not yet good enough to replace it:
+whose checkpoint effnet.pt is kept; its stage a checkpoint is `git show 2f97e8b:scripts/demo_model/checkpoints/a.pt`).
+This version is its redesign, not yet good enough to replace it:
+    - stage a: trained on images in [0, 1] (the decoder pipeline clamps the VQ-GAN's output to [0, 1]; the
+      committed model's stage a was trained on [-1, 1], so every channel below mid-grey comes out clamped to 0:
+      its reconstructions of clean scenes classify right in 10 of 16 for the colours, 3 of 16 for the shape),
+      frame and corners weighted: now 32 of 32 at 256 and at 512 px (evaluate.classify).
     - features: an analytic scene encoder (scenes.scene_features: colours, shape, offsets, extent as fields)
       instead of the learned encoder; the prior (stage c, 6000 steps) learns them well: MSE 0.001 of
       unit-variance targets at guidance 1, 0.02 at guidance 4, caption parsing trained by CaptionParser.
-    - decoder (stage b): its one-step prediction from a properly noised latent is right (t = 0.5: the scene's
-      colour, shape and place), but diffusers' 12-step sampler starts at t = 1 (alpha_cumprod 1e-4), where a
-      noise error e is a latent error of 100 e; after 3000 diffuzz steps that first estimate is off by 11.8
-      (MSE), after 1000 more with the x0 loss by 2.4, and later steps keep what it put there: semantic scores
-      (evaluate.py, 32 prompts, 256 px, at step 3500) 31 / 12 / 25 / 16 % - not better than the committed model.
-      Next: sample t near 1 far more often (or x0 loss from the start) until the t = 1 error is below ~0.2.
-scripts/demo_model/checkpoints holds a (finished, shared by both versions), effnet (the committed model's), and
-this version's b (4000 steps, with optimizer state: resumes) and c (finished, weights only), with their logs.
+    - decoder (stage b): from a properly noised latent at t = 0.75 the 12-step sampler ends near the scene
+      (colour 13/16, position 15/16), but diffusers' sampler starts at t = 1 (alpha_cumprod 1e-4), where a
+      noise error e is a latent error of 100 e: the first clean-latent estimate is off by MSE 12 (2600 steps),
+      its first step puts ~3.5x the true signal in garbage into x(0.917), and the object is lost (colour right
+      in 1 of 16 from t = 1). Next: train the t = 1 estimate (x0 loss, half of each batch at t in [0.9, 1]) far
+      longer, until its error is below ~0.1; or give the features a signed-distance channel (prior retrained).
+scripts/demo_model/checkpoints holds a (finished), effnet (the committed model's), and this version's b (with
+optimizer state: resumes) and c (finished, weights only), with their logs.
 Stages (as in dome272/Wuerstchen; diffuzz objective: cosine alpha_cumprod with s = 0.008, noise prediction,
 p2 loss weight, so that diffusers' DDPMWuerstchenScheduler samples the trained models):
 
