@@ -4,8 +4,7 @@ import Testing
 import Tensor
 @testable import Wuerstchen
 
-/// The embedded demo model: it equals diffusers on its own folders, and it draws the prompt's colours more
-/// often than chance.
+/// The embedded demo model: it equals diffusers on its own folders, and it draws the prompt's colours.
 @Suite(.serialized) struct DemoModelTests {
     static let pipeline: WuerstchenPipeline = try! DemoModel.pipeline()
 
@@ -38,10 +37,12 @@ import Tensor
 
     /// At the pipeline's default settings (default prior schedule, prior guidance 4, 12 decoder steps), 64
     /// prompts of the grammar at 256 and 512 px, judged by their pixels. Issue 15's bar is background >= 95%,
-    /// object colour >= 90%, shape >= 80%, position >= 80%; the committed model does not reach it (measured:
-    /// background 39%, colour 37.5%, shape 20%, position 11-17%, where chance is 10%, 10%, 25%, 20%), so this
-    /// asserts what it does reach above chance - background and object colour each >= 30% - and prints the
-    /// rest against the bar. `WUERSTCHEN_SEMANTIC_PRECISION=bf16|int8` scores another precision.
+    /// object colour >= 90%, shape >= 80%, position >= 80%. The committed model (its VQ-GAN decoder refitted
+    /// to [0, 1], scripts/demo_model/refit_vqgan.py) meets it for the background and nearly for the colour
+    /// (measured: background 100%, colour 85.9% at 256 px and 100% at 512 px), not for shape and position
+    /// (19-22%, 8-16%; chance 25%, 20%), so this asserts background >= 95% and object colour >= 80% (chance:
+    /// 10% each) and prints the rest against the bar. `WUERSTCHEN_SEMANTIC_PRECISION=bf16|int8` scores
+    /// another precision.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["WUERSTCHEN_SKIP_SEMANTIC"] == nil),
           arguments: [256, 512])
     func drawsWhatThePromptSays(side: Int) throws {
@@ -72,8 +73,8 @@ import Tensor
         print("demo model (\(precision.rawValue)) at \(side) px, \(scenes.count) prompts: background \(pct(background))%, object colour \(pct(colour))%, shape \(pct(shape))%, position \(pct(position))%")
         for f in failures { print("  missed: \(f)") }
         print("issue 15's bar (background 95, colour 90, shape 80, position 80) met: \(pct(background) >= 95 && pct(colour) >= 90 && pct(shape) >= 80 && pct(position) >= 80)")
-        #expect(pct(background) >= 30, "background colour right in \(pct(background))% at \(side) px (chance: 10%)")
-        #expect(pct(colour) >= 30, "object colour right in \(pct(colour))% at \(side) px (chance: 10%)")
+        #expect(pct(background) >= 95, "background colour right in \(pct(background))% at \(side) px (chance: 10%)")
+        #expect(pct(colour) >= 80, "object colour right in \(pct(colour))% at \(side) px (chance: 10%)")
     }
 
     /// `bf16` and `int8` on the demo model, end to end at 256 px with the default settings: how far the pixels
