@@ -25,7 +25,7 @@ This version is its redesign, not yet good enough to replace it:
       its first step puts ~3.5x the true signal in garbage into x(0.917), and the object is lost (colour right
       in 1 of 16 from t = 1). Next: train the t = 1 estimate (x0 loss, half of each batch at t in [0.9, 1]) far
       longer, until its error is below ~0.1; or give the features a signed-distance channel (prior retrained).
-scripts/demo_model/checkpoints holds a (finished), effnet (the committed model's), and this version's b (with
+scripts/demo_model/checkpoints holds a (finished), effnet (the committed model's), and this version's b (step 2500 of 5000, with
 optimizer state: resumes) and c (finished, weights only), with their logs.
 Stages (as in dome272/Wuerstchen; diffuzz objective: cosine alpha_cumprod with s = 0.008, noise prediction,
 p2 loss weight, so that diffusers' DDPMWuerstchenScheduler samples the trained models):
