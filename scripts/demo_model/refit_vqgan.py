@@ -27,19 +27,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scenes  # noqa: E402
+from train import frame_weights  # noqa: E402  (stage a's loss weights)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FOLDER = os.path.join(REPO, "Sources", "Wuerstchen", "Resources", "DemoModel", "decoder", "vqgan")
 SEED = 20231208
-
-
-def weights(side):
-    """Per-pixel loss weight: outer 4 pixels 10x, outer 2 pixels 30x, the 4x4 corners 300x."""
-    w = torch.ones(1, 1, side, side)
-    for width, weight in ((4, 10.0), (2, 30.0)):
-        w[..., :width, :], w[..., -width:, :], w[..., :, :width], w[..., :, -width:] = weight, weight, weight, weight
-    w[..., :4, :4], w[..., :4, -4:], w[..., -4:, :4], w[..., -4:, -4:] = 300, 300, 300, 300
-    return w
 
 
 def batch(rng, n):
@@ -67,7 +59,7 @@ def main():
         part.eval().requires_grad_(False)
     decoder_params = [p for p in vq.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(decoder_params, lr=5e-4, weight_decay=0.01)
-    w = weights(128)
+    w = frame_weights(128, corners=True)
     started, window = time.time(), []
     for step in range(args.steps):
         for g in opt.param_groups:

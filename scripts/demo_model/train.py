@@ -165,9 +165,10 @@ def build(stage):
         # The decoder is handed the features de-normalised, 42 z - 1 (std 42), and its effnet mappers are single
         # 1x1 convolutions feeding the blocks' MLPs unnormalised: at the default init their outputs are ~40x
         # the scale of everything else, the MLPs' kinks sit at the origin and Adam (steps ~lr in absolute
-        # terms) needs tens of thousands of steps to move them to the objects' edges (measured: after 6000
-        # steps the decoder drew the background and not the object). So the mappers start as W0 z + b0 (their
-        # default init on z) and learn at lr / 42 (train's param groups): the same model, trained on z's scale.
+        # terms) needs tens of thousands of steps to move them to the objects' edges (measured without this:
+        # after 6000 steps the decoder drew the background and not the object; with it, see STATUS above). So
+        # the mappers start as W0 z + b0 (their default init on z) and learn at lr / 42 (train's param groups):
+        # the same model, trained on z's scale.
         with torch.no_grad():
             for mapper in decoder.effnet_mappers:
                 if mapper is not None:
@@ -352,6 +353,19 @@ def train(stage, workdir):
         measure_latents(workdir)
 
 
+def frame_weights(side, corners=False):
+    """Stage A's per-pixel loss weight [1, 1, side, side]: the image's frame weighs more (outer 4 pixels 10x,
+    outer 2 pixels 30x), zero padding making it the hardest place to reconstruct, and a stray corner pixel is
+    what a pixel classifier's bounding box sees first; with `corners`, the 4x4 corners 300x (measured: with the
+    frame alone, 5 of 32 clean reconstructions still had a dark corner and a wrong shape; with corners, none)."""
+    w = torch.ones(1, 1, side, side)
+    for width, weight in ((4, 10.0), (2, 30.0)):
+        w[..., :width, :], w[..., -width:, :], w[..., :, :width], w[..., :, -width:] = weight, weight, weight, weight
+    if corners:
+        w[..., :4, :4], w[..., :4, -4:], w[..., -4:, :4], w[..., -4:, -4:] = 300, 300, 300, 300
+    return w
+
+
 def step_loss(stage, modules, ctx, tok, rng_state, n, gen):
     rng = random.Random(rng_state)
     if stage == "a":
@@ -366,14 +380,7 @@ def step_loss(stage, modules, ctx, tok, rng_state, n, gen):
         h = vq.encode(x).latents
         h = h + 0.05 * torch.randn(h.shape, generator=gen)
         y = vq.decode(h).sample
-        # The image's frame weighs more (outer 4 pixels 10x, outer 2 pixels 30x): zero padding makes it the
-        # hardest place to reconstruct, and a stray corner pixel is what a pixel classifier's bounding box sees
-        # first (measured: at 10x, 5 of 32 clean reconstructions still had a wrong corner).
-        w = torch.ones(1, 1, x.size(2), x.size(3))
-        for width, weight in ((4, 10.0), (2, 30.0)):
-            w[..., :width, :], w[..., -width:, :], w[..., :, :width], w[..., :, -width:] = weight, weight, weight, weight
-        if ctx.get("decoder_only"):
-            w[..., :4, :4], w[..., :4, -4:], w[..., -4:, :4], w[..., -4:, -4:] = 300, 300, 300, 300
+        w = frame_weights(x.size(2), corners=ctx.get("decoder_only", False))
         return ((y - x) ** 2 * w).mean() + 0.5 * ((y - x).abs() * w).mean()
     side = rng.choice(EFFNET_SIDES)
     # Batches by pixels: a 512 px batch costs four 256 px ones.
