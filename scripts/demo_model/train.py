@@ -26,9 +26,11 @@ This version is its redesign, not yet good enough to replace it:
       in 1 of 16 from t = 1). That amplification is not the cause: 1250 more steps with the x0 loss on half of
       each batch at t in [0.9, 1] (an eighth at 1; lr 3e-4; not committed) took the t = 1 estimate's MSE to 0.30,
       and the sampler still drew no object (0 of 16 from t = 1, 5 of 16 from t = 0.75): the decoder does not draw
-      the object from the features at high noise. Next: check that it can at all (train at t = 1 alone, a pure
-      features -> latents regression); if not, a signed-distance channel in the features (prior retrained) or a
-      wider decoder. scripts/demo_model/diagnose_decoder.py measures all of this on a work folder.
+      the object from the features at high noise. Even 500 steps at t = 1 alone (a pure features -> latents
+      regression) give the flat background and no object. Next: check that the object's fields reach it (the
+      effnet mappers' outputs across the image, the gradient with respect to dx/dy), then weight the object's
+      pixels, a signed-distance channel (prior retrained) or a wider decoder.
+      scripts/demo_model/diagnose_decoder.py measures all of this on a work folder.
 scripts/demo_model/checkpoints holds a (finished), effnet (the committed model's), and this version's b (step 2500 of 5000, with
 optimizer state: resumes) and c (finished, weights only), with their logs.
 Stages (as in dome272/Wuerstchen; diffuzz objective: cosine alpha_cumprod with s = 0.008, noise prediction,
