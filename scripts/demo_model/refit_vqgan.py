@@ -15,7 +15,6 @@ c85cf77 model (the committed one already carries it), then scripts/fixtures/demo
 Seeded; about 3 minutes on 2 cores.
 """
 import argparse
-import math
 import os
 import random
 import sys
@@ -23,26 +22,13 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import scenes  # noqa: E402
-from train import frame_weights  # noqa: E402  (stage a's loss weights)
+from train import lr_factor, reconstruction_loss, stage_a_crops  # noqa: E402  (stage a's data, loss, schedule)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FOLDER = os.path.join(REPO, "Sources", "Wuerstchen", "Resources", "DemoModel", "decoder", "vqgan")
 SEED = 20231208
-
-
-def batch(rng, n):
-    """Whole scenes at several scales cropped to 128 px, [n, 3, 128, 128] in [0, 1] (stage a's data)."""
-    side = rng.choice([128, 192, 256, 384])
-    images, _, _ = scenes.batch(rng, n, side)
-    x = torch.from_numpy(images)
-    if side > 128:
-        i, j = rng.randrange(0, side - 128 + 1, 4), rng.randrange(0, side - 128 + 1, 4)
-        x = x[:, :, i:i + 128, j:j + 128]
-    return x
 
 
 def main():
@@ -59,19 +45,18 @@ def main():
         part.eval().requires_grad_(False)
     decoder_params = [p for p in vq.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(decoder_params, lr=5e-4, weight_decay=0.01)
-    w = frame_weights(128, corners=True)
     started, window = time.time(), []
     for step in range(args.steps):
         for g in opt.param_groups:
-            g["lr"] = 5e-4 * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+            g["lr"] = 5e-4 * lr_factor(step, 50, args.steps)
         rng = random.Random(SEED * 1_000_003 + step)
         gen = torch.Generator().manual_seed(SEED + step)
-        x = batch(rng, 16)
+        x = stage_a_crops(rng, 16)
         with torch.no_grad():
             h = vq.encode(x * 2 - 1).latents  # the committed encoder's input range
             h = h + 0.05 * torch.randn(h.shape, generator=gen)
         y = vq.decode(h).sample
-        loss = ((y - x) ** 2 * w).mean() + 0.5 * ((y - x).abs() * w).mean()
+        loss = reconstruction_loss(y, x, corners=True)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(decoder_params, 1.0)

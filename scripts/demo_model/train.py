@@ -327,9 +327,8 @@ def train(stage, workdir):
             for part in (vq.in_block, vq.down_blocks):
                 part.eval().requires_grad_(False)
             ctx["decoder_only"] = True
-        # Schedule: linear warm-up over 200 steps, cosine decay to a tenth over the current horizon.
-        frac = step / next(total for until, total in plan["horizons"] if step < until)
-        lr = plan["lr"] * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        total = next(total for until, total in plan["horizons"] if step < until)
+        lr = plan["lr"] * lr_factor(step, 200, total)
         for g in opt.param_groups:
             g["lr"] = lr * g.get("scale", 1.0)
         rng_state = SEED * 1_000_003 + step * 7 + {"a": 1, "b": 3, "c": 4}[stage]
@@ -359,6 +358,27 @@ def train(stage, workdir):
         measure_latents(workdir)
 
 
+def lr_factor(step, warmup, total):
+    """The learning-rate schedule: linear warm-up over `warmup` steps, cosine decay to a tenth over `total`."""
+    return min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total)))
+
+
+def stage_a_crops(rng, n):
+    """Stage A's data: whole scenes at several scales, cropped to 128 px ([n, 3, 128, 128] in [0, 1])."""
+    side = rng.choice([128, 192, 256, 384])
+    x, _, _ = draw(rng, n, side)
+    if side > 128:
+        i, j = rng.randrange(0, side - 128 + 1, 4), rng.randrange(0, side - 128 + 1, 4)
+        x = x[:, :, i:i + 128, j:j + 128]
+    return x
+
+
+def reconstruction_loss(y, x, corners=False):
+    """Stage A's loss: MSE + 0.5 L1, weighted per pixel by frame_weights."""
+    w = frame_weights(x.size(2), corners)
+    return ((y - x) ** 2 * w).mean() + 0.5 * ((y - x).abs() * w).mean()
+
+
 def frame_weights(side, corners=False):
     """Stage A's per-pixel loss weight [1, 1, side, side]: the image's frame weighs more (outer 4 pixels 10x,
     outer 2 pixels 30x), zero padding making it the hardest place to reconstruct, and a stray corner pixel is
@@ -375,19 +395,13 @@ def frame_weights(side, corners=False):
 def step_loss(stage, modules, ctx, tok, rng_state, n, gen):
     rng = random.Random(rng_state)
     if stage == "a":
-        # Whole scenes at several scales, cropped to 128 px; latents jittered so that the decoder tolerates
-        # Stage B's imperfect latents.
-        side = rng.choice([128, 192, 256, 384])
-        x, _, _ = draw(rng, n, side)
-        if side > 128:
-            i, j = rng.randrange(0, side - 128 + 1, 4), rng.randrange(0, side - 128 + 1, 4)
-            x = x[:, :, i:i + 128, j:j + 128]
+        # Latents jittered so that the decoder tolerates Stage B's imperfect latents.
+        x = stage_a_crops(rng, n)
         vq = modules["vqgan"]
         h = vq.encode(x).latents
         h = h + 0.05 * torch.randn(h.shape, generator=gen)
         y = vq.decode(h).sample
-        w = frame_weights(x.size(2), corners=ctx.get("decoder_only", False))
-        return ((y - x) ** 2 * w).mean() + 0.5 * ((y - x).abs() * w).mean()
+        return reconstruction_loss(y, x, corners=ctx.get("decoder_only", False))
     side = rng.choice(EFFNET_SIDES)
     # Batches by pixels: a 512 px batch costs four 256 px ones.
     n = max(2, n * 36 // (side * side)) if side > 6 else n
