@@ -5,7 +5,7 @@ pipeline does) and from properly noised latents at t = 0.917 and 0.75; per step 
 against the true latents, and the decoded pictures judged by evaluate.classify. Then the true latents with added
 noise, decoded by stage A, as the ceiling. Unfinished checkpoints are read as they are.
 
-    ~/venv/bin/python scripts/demo_model/diagnose_decoder.py --workdir ~/demo-train [--threads 2]
+    ~/venv/bin/python scripts/demo_model/diagnose_decoder.py --workdir ~/demo-train [--threads 2] [--images DIR]
 """
 import argparse
 import os
@@ -34,6 +34,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--images", help="also write each run's 16 pictures as one PNG into this folder")
     args = ap.parse_args()
     from diffusers import DDPMWuerstchenScheduler
     torch.set_num_threads(args.threads)
@@ -66,6 +67,11 @@ def main():
                 errors.append(float(((latents - (1 - ab).sqrt() * eps) / ab.sqrt() - x0).pow(2).mean()))
                 latents = scheduler.step(eps, r[:1], latents, generator=g).prev_sample
             out = vq.decode(latents * scale).sample.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        if args.images:
+            from PIL import Image
+            strip = np.concatenate([np.concatenate(list(out[:8]), 1), np.concatenate(list(out[8:16]), 1)], 0)
+            Image.fromarray((strip * 255).round().astype(np.uint8)).save(
+                os.path.join(args.images, f"from-t{float(ts[start]):.3f}.png"))
         print(f"from t = {float(ts[start]):.3f}: x0 estimate MSE per step {' '.join(f'{e:.2f}' for e in errors)}; "
               f"final latents MSE {float((latents - x0).pow(2).mean()):.3f}; right of 16: {hits_of(drawn, out)}", flush=True)
     for noise in (0.0, 0.02, 0.05):
