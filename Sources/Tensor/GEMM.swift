@@ -15,9 +15,11 @@ public enum GEMM {
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
-        cblas_sgemm(
-            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        GEMMProfile.measure(operations: 2 * Double(m) * Double(n) * Double(k)) {
+            cblas_sgemm(
+                CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        }
     }
 
     /// `batch` independent products whose operands sit at fixed strides from each other
@@ -49,6 +51,16 @@ public enum GEMM {
         precondition(rows.lowerBound >= 0 && rows.upperBound <= weight.rows, "GEMM.linear rows \(rows) outside the weight's \(weight.rows)")
         let n = rows.count, k = weight.cols
         if m == 0 || n == 0 { return }
+        GEMMProfile.measure(operations: 2 * Double(m) * Double(n) * Double(k)) {
+            linearUnprofiled(m: m, a: a, lda: lda, weight: weight, rows: rows, bias: bias, accumulate: accumulate, c: c, ldc: ldc)
+        }
+    }
+
+    private static func linearUnprofiled(
+        m: Int, a: UnsafePointer<Float>, lda: Int, weight: WeightMatrix, rows: Range<Int>,
+        bias: UnsafePointer<Float>?, accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let n = rows.count, k = weight.cols
         switch weight.storage {
         case .float32(let w):
             if let bias {

@@ -30,12 +30,13 @@ public final class ThreadPool: @unchecked Sendable {
             return
         }
         let step = (count + chunks - 1) / chunks
+        let profile = GEMMProfile.current
         withoutActuallyEscaping(body) { body in
             // concurrentPerform returns only when every iteration has run, so body never escapes.
             DispatchQueue.concurrentPerform(iterations: chunks) { c in
                 let lo = c * step
                 let hi = min(count, lo + step)
-                if lo < hi { body(lo..<hi) }
+                if lo < hi { GEMMProfile.inRegion(profile, workers: chunks) { body(lo..<hi) } }
             }
         }
     }

@@ -203,7 +203,7 @@ public struct PaellaVQModel: @unchecked Sendable {
 
     /// The precision the VQ-GAN's GEMM weights are held in for a pipeline running in `precision`: `int8` keeps
     /// the VQ-GAN float32 (its time goes to 3x3/4x4 convolutions at full resolution, and its output is pixels).
-    static func weightPrecision(_ precision: Precision) -> Precision { precision == .int8 ? .fp32 : precision }
+    public static func weightPrecision(_ precision: Precision) -> Precision { precision == .int8 ? .fp32 : precision }
 
     /// The model over parameters read from `w`, GEMM weights in `w.precision`.
     init(config c: PaellaVQModelConfig, parameters w: Weights) throws {

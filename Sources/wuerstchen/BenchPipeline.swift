@@ -5,7 +5,11 @@ import Tensor
 import Wuerstchen
 
 /// `wuerstchen bench --prior DIR --decoder DIR`: one generation with the model card's settings (prior:
-/// default schedule, guidance 4; decoder: 12 steps, guidance 0; seed 0), timed per stage.
+/// default schedule, guidance 4; decoder: 12 steps, guidance 0; seed 0), timed per stage. Per stage also the
+/// GEMM work the seam counted (`GEMMProfile`): `<stage>_gemm_gop`, the achieved rate `<stage>_gflops` (GEMM
+/// operations over the stage's wall time), its fraction of this machine's GEMM rate in the stage's precision
+/// (`<stage>_gemm_peak_fraction`, against `gemm_peak_gflops`, measured after the generation) and the share of the stage's wall time
+/// spent outside products (`<stage>_non_gemm_share`); the same for the whole generation without the prefix.
 /// `scripts/bench/compare.py` runs diffusers on the same folders for the comparison.
 struct BenchPipeline: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -48,35 +52,58 @@ struct BenchPipeline: ParsableCommand {
         // The scheduler's measure of the request (rows x pixels, against `scheduler.max_batch_pixels`), so that
         // the peak RSS below can be matched with the largest request a configuration admits.
         let rows = numImages * (request.priorGuidance > 1 || request.decoderGuidance > 1 ? 2 : 1)
+        let precision = model.effectivePrecision
+        let profile = GEMMProfile()
+        let outerProfile = profile.start()
+        var profiles: [(String, Double, GEMMProfile.Totals, Precision)] = []
         var t = Date()
-        func lap() -> Double {
-            let now = Date()
-            defer { t = now }
-            return now.timeIntervalSince(t)
+        var mark = profile.totals
+        func lap(_ stage: String? = nil, _ stagePrecision: Precision? = nil) -> Double {
+            let now = Date(), counted = profile.totals
+            defer { t = now; mark = counted }
+            let seconds = now.timeIntervalSince(t)
+            if let stage { profiles.append((stage, seconds, counted - mark, stagePrecision ?? precision)) }
+            return seconds
+        }
+        func merge(_ stage: String) {
+            // The per-step laps of one stage, summed into one entry.
+            let parts = profiles.filter { $0.0 == stage }
+            guard let first = parts.first else { return }
+            profiles.removeAll { $0.0 == stage }
+            let totals = parts.dropFirst().reduce(first.2) { $0 + $1.2 }
+            profiles.append((stage, parts.map(\.1).reduce(0, +), totals, first.3))
         }
         let total = Date()
         t = Date()
         let generator = TorchGenerator(seed: request.seed)
         let priorJob = try pipeline.prior.start(request, generator: generator)
-        let priorText = lap()
+        let priorText = lap("prior_text")
         var priorSteps: [Double] = []
         while !priorJob.isFinished {
             pipeline.prior.step([priorJob])
-            priorSteps.append(lap())
+            priorSteps.append(lap("prior"))
         }
+        merge("prior")
         let embeddings = pipeline.prior.imageEmbeddings(priorJob)
         _ = lap()
         let decoderJob = try pipeline.decoder.start(request, imageEmbeddings: embeddings, generator: generator)
-        let decoderText = lap()
+        let decoderText = lap("decoder_text")
         var decoderSteps: [Double] = []
         while !decoderJob.isFinished {
             pipeline.decoder.step([decoderJob])
-            decoderSteps.append(lap())
+            decoderSteps.append(lap("decoder"))
         }
+        merge("decoder")
         let images = try pipeline.decoder.images(decoderJob)
-        let vq = lap()
+        let vq = lap("vqgan", PaellaVQModel.weightPrecision(precision))
         let totalSeconds = Date().timeIntervalSince(total)
-        let result: [String: Any] = [
+        profile.stop(restoring: outerProfile)
+        let peakRSS = ProcessMemory.peakResidentBytes()
+        // After the generation and its peak RSS, so that neither includes these products.
+        let peaks = Dictionary(uniqueKeysWithValues: Set([precision, PaellaVQModel.weightPrecision(precision)]).map {
+            ($0, GEMMRate.measure($0))
+        })
+        var result: [String: Any] = [
             "engine": "wuerstchen-swift", "precision": model.effectivePrecision.rawValue, "width": width, "height": height,
             "num_images": numImages, "decoder_guidance": Double(decoderGuidance), "rows": rows, "rows_x_pixels": rows * width * height,
             "threads": Compute.blasThreads, "blas_core": Compute.blasCoreName,
@@ -84,9 +111,23 @@ struct BenchPipeline: ParsableCommand {
             "prior_text_s": priorText, "prior_steps": priorSteps.count, "prior_step_s": median(priorSteps),
             "prior_s": priorSteps.reduce(0, +), "decoder_text_s": decoderText, "decoder_steps": decoderSteps.count,
             "decoder_step_s": median(decoderSteps), "decoder_s": decoderSteps.reduce(0, +), "vqgan_s": vq,
-            "peak_rss_gb": ProcessMemory.peakResidentBytes() / 1e9,
-            "image_mean": images.mean(),
+            "peak_rss_gb": peakRSS / 1e9,
+            "image_mean": images.mean(), "gemm_peak_gflops": peaks[precision]!,
         ]
+        for (stage, seconds, counted, stagePrecision) in profiles {
+            let rate = counted.operations / max(seconds, 1e-9) / 1e9
+            result["\(stage)_gemm_gop"] = counted.operations / 1e9
+            result["\(stage)_gemm_s"] = counted.seconds
+            result["\(stage)_gflops"] = rate
+            result["\(stage)_gemm_peak_fraction"] = rate / peaks[stagePrecision]!
+            result["\(stage)_non_gemm_share"] = max(0, 1 - counted.seconds / max(seconds, 1e-9))
+        }
+        // End to end: every stage's products over the whole generation's wall time, against the precision's rate.
+        let all = profiles.reduce(GEMMProfile.Totals()) { $0 + $1.2 }
+        result["gemm_gop"] = all.operations / 1e9
+        result["gflops"] = all.operations / max(totalSeconds, 1e-9) / 1e9
+        result["gemm_peak_fraction"] = all.operations / max(totalSeconds, 1e-9) / 1e9 / peaks[precision]!
+        result["non_gemm_share"] = max(0, 1 - all.seconds / max(totalSeconds, 1e-9))
         if let output {
             // The first image, [H, W, 3].
             let shape = Array(images.shape.dropFirst())
@@ -104,6 +145,25 @@ struct BenchPipeline: ParsableCommand {
         guard !xs.isEmpty else { return 0 }
         let s = xs.sorted()
         return s[s.count / 2]
+    }
+}
+
+/// This machine's GEMM rate, the ceiling `bench` measures each stage against: the best of three timed
+/// `[1152, 1536] x [1536, 6144]` products (the prior's 1024 px shape, `bench ops`' "linear prior") through the
+/// seam in `precision`, after one warm-up; GFLOP/s (GOP/s for int8).
+enum GEMMRate {
+    static func measure(_ precision: Precision) -> Double {
+        let g = TorchGenerator(seed: 0)
+        let m = 1152, k = 1536, n = 6144
+        let x = g.randn([m, k]), layer = Linear(weight: g.randn([n, k]), bias: g.randn([n])).converted(to: precision)
+        _ = layer(x)
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = layer(x)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return 2 * Double(m * k * n) / best / 1e9
     }
 }
 
