@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "Serving",
             dependencies: [
-                "HTTP1", "Wuerstchen", "Imaging", "Tensor",
+                "HTTP1", "CLIP", "Wuerstchen", "Imaging", "Tensor",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

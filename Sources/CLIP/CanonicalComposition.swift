@@ -43,7 +43,8 @@ enum CanonicalComposition {
             || (0x2A700...0x2F7FF).contains(v)
     }
 
-    private static func decompose(_ scalar: Unicode.Scalar, into out: inout [Unicode.Scalar]) {
+    /// Appends the full canonical decomposition of `scalar` (Unicode 9.0, Hangul arithmetic) to `out`.
+    static func decompose(_ scalar: Unicode.Scalar, into out: inout [Unicode.Scalar]) {
         let v = scalar.value
         if v < 0xC0 || isPlainIdeograph(v) { out.append(scalar); return }
         if v >= sBase && v < sBase + sCount {

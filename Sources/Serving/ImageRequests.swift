@@ -1,3 +1,4 @@
+import CLIP
 import Foundation
 import Wuerstchen
 
@@ -5,22 +6,24 @@ import Wuerstchen
 public struct RequestLimits: Sendable, Equatable {
     /// Most images per request (`num_images`, `n`).
     public var maxImages: Int
-    /// Longest prompt or negative prompt, in characters.
+    /// Longest text field (`prompt`, `negative_prompt` and every other string), in characters.
     public var maxPromptChars: Int
     /// Most steps per stage.
     public var maxSteps: Int
     /// Longest `timeout_seconds` a request may ask for (`scheduler.request_timeout_seconds`).
     public var maxTimeout: Double
-    /// Longest prompt or negative prompt, in UTF-8 bytes.
+    /// Longest text field (`prompt`, `negative_prompt` and every other string), in UTF-8 bytes.
     public var maxPromptBytes: Int
     /// Largest width or height, in pixels (within the model's own bound).
     public var maxImageSide: Int
     /// `scheduler.max_batch_pixels`: a request's rows times pixels must fit in it, since the scheduler
     /// could never admit it beside others and its activations alone would pass the memory budget; 0 = off.
     public var maxBatchPixels: Int
-    /// Longest run of combining marks (non-starters) in a prompt: Unicode's stream-safe bound (UAX #15
-    /// §13). Real text needs a handful; long runs only make normalisation and BPE work hard.
-    public static let maxCombiningRun = 30
+    /// Longest run of combining marks (non-starters, counted on the canonical decomposition) in a text
+    /// field: Unicode's stream-safe bound (UAX #15 §13, `StreamSafeText`). Real text needs a handful; a
+    /// longer run is refused with a 400 naming the field rather than cut by inserting U+034F (UAX #15's
+    /// stream-safe conversion), which would change the prompt behind the client's back.
+    public static let maxCombiningRun = StreamSafeText.maxNonStarters
 
     /// Limits from the server configuration.
     public init(_ configuration: ServerConfiguration) {
@@ -61,10 +64,10 @@ public enum ImageRequests {
     /// `POST /v1/images`.
     public static func native(_ body: JSONValue, model: ServedModel, limits: RequestLimits,
                               randomSeed: () -> UInt64 = defaultRandomSeed) throws(ServingError) -> ImageJob {
-        let r = try FieldReader(body, allowed: nativeFields)
-        let prompt = try r.prompt("prompt", limits: limits, required: true)!
+        let r = try FieldReader(body, allowed: nativeFields, limits: limits)
+        let prompt = try r.prompt("prompt", required: true)!
         var g = GenerationRequest(prompt: prompt)
-        g.negativePrompt = try r.prompt("negative_prompt", limits: limits, required: false) ?? ""
+        g.negativePrompt = try r.prompt("negative_prompt", required: false) ?? ""
         g.width = try r.int("width", 1...Int(Int32.max)) ?? 1024
         g.height = try r.int("height", 1...Int(Int32.max)) ?? 1024
         g.numImages = try r.int("num_images", 1...limits.maxImages) ?? 1
@@ -74,14 +77,14 @@ public enum ImageRequests {
     /// `POST /v1/images/generations` (OpenAI Images API). `response_format` must be `b64_json` (or absent).
     public static func openAI(_ body: JSONValue, model: ServedModel, limits: RequestLimits,
                               randomSeed: () -> UInt64 = defaultRandomSeed) throws(ServingError) -> ImageJob {
-        let r = try FieldReader(body, allowed: openAIFields)
-        let prompt = try r.prompt("prompt", limits: limits, required: true)!
+        let r = try FieldReader(body, allowed: openAIFields, limits: limits)
+        let prompt = try r.prompt("prompt", required: true)!
         var g = GenerationRequest(prompt: prompt)
         g.numImages = try r.int("n", 1...limits.maxImages) ?? 1
         if let size = try r.string("size"), size != "auto" {
             let parts = size.split(separator: "x", omittingEmptySubsequences: false)
             guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]), parts.allSatisfy({ $0.allSatisfy(\.isASCII) && !$0.hasPrefix("+") && !$0.hasPrefix("-") }) else {
-                throw ServingError.invalid("size", "size '\(size)' must be WIDTHxHEIGHT in pixels, e.g. 1024x1024")
+                throw ServingError.invalid("size", "size \(quoted(size)) must be WIDTHxHEIGHT in pixels, e.g. 1024x1024")
             }
             g.width = w
             g.height = h
@@ -92,7 +95,7 @@ public enum ImageRequests {
             throw ServingError.invalid("response_format", "response_format 'url' is not supported: this server keeps no images; use b64_json",
                                        code: "unsupported_value")
         case let other?:
-            throw ServingError.invalid("response_format", "response_format '\(other)' must be b64_json")
+            throw ServingError.invalid("response_format", "response_format \(quoted(other)) must be b64_json")
         }
         _ = try r.string("model")  // one model is served whatever the name (clients often send dall-e-2)
         _ = try r.string("user")
@@ -106,7 +109,7 @@ public enum ImageRequests {
             throw ServingError.invalid("stream", "stream is not supported on this endpoint; use POST /v1/images with Accept: text/event-stream",
                                        code: "unsupported_value")
         }
-        g.negativePrompt = try r.prompt("negative_prompt", limits: limits, required: false) ?? ""
+        g.negativePrompt = try r.prompt("negative_prompt", required: false) ?? ""
         return try finish(g, r, model: model, limits: limits, randomSeed: randomSeed,
                           rename: ["width": "size", "height": "size", "num_images": "n"])
     }
@@ -160,11 +163,20 @@ public enum ImageRequests {
     public static func defaultRandomSeed() -> UInt64 { UInt64.random(in: 0...UInt64(UInt32.max)) }
 }
 
-/// Reads typed fields of a JSON object; `null` counts as absent.
+/// A client's text in an error message: quoted, and cut after 64 characters (the text itself can be
+/// `max_prompt_bytes` long).
+private func quoted(_ text: String) -> String {
+    text.count <= 64 ? "'\(text)'" : "'\(text.prefix(64))...' (\(text.utf8.count) bytes)"
+}
+
+/// Reads typed fields of a JSON object; `null` counts as absent. Every string it returns is within the
+/// text bounds of `limits` (bytes, stream-safe runs, characters), whatever the field.
 private struct FieldReader {
     let members: [String: JSONValue]
+    let limits: RequestLimits
 
-    init(_ body: JSONValue, allowed: [String]) throws(ServingError) {
+    init(_ body: JSONValue, allowed: [String], limits: RequestLimits) throws(ServingError) {
+        self.limits = limits
         guard case .object(let list) = body else {
             throw ServingError.invalid(nil, "the body must be a JSON object, got \(body.kindDescription)", code: "invalid_json")
         }
@@ -182,31 +194,36 @@ private struct FieldReader {
     func string(_ key: String) throws(ServingError) -> String? {
         guard let v = value(key) else { return nil }
         guard case .string(let s) = v else { throw ServingError.invalid(key, "\(key) must be a string, got \(v.kindDescription)", code: "invalid_type") }
+        try checkText(key, s)
         return s
     }
 
-    func prompt(_ key: String, limits: RequestLimits, required: Bool) throws(ServingError) -> String? {
+    /// The text bounds, cheapest first: bytes (constant time), then the stream-safe run and the
+    /// characters (both one pass over at most `max_prompt_bytes`). A `Character` can hold any number of
+    /// combining marks, so characters alone bound nothing; the run bound keeps the tokenizer's canonical
+    /// reordering to short runs.
+    private func checkText(_ key: String, _ s: String) throws(ServingError) {
+        guard s.utf8.count <= limits.maxPromptBytes else {
+            throw ServingError.invalid(key, "\(key) has \(s.utf8.count) bytes of UTF-8, at most \(limits.maxPromptBytes) are accepted (max_prompt_bytes)",
+                                       code: "string_above_max_length")
+        }
+        if let run = StreamSafeText.firstRun(longerThan: RequestLimits.maxCombiningRun, in: s.unicodeScalars) {
+            throw ServingError.invalid(key, "\(key) has \(run.length) combining marks in a row (from Unicode scalar \(run.start)), "
+                                       + "at most \(RequestLimits.maxCombiningRun) are accepted (Unicode's stream-safe text format, UAX #15)",
+                                       code: "too_many_combining_marks")
+        }
+        guard s.count <= limits.maxPromptChars else {
+            throw ServingError.invalid(key, "\(key) has \(s.count) characters, at most \(limits.maxPromptChars) are accepted (max_prompt_chars)",
+                                       code: "string_above_max_length")
+        }
+    }
+
+    func prompt(_ key: String, required: Bool) throws(ServingError) -> String? {
         guard let s = try string(key) else {
             if required { throw ServingError.invalid(key, "\(key) is required", code: "missing_required_parameter") }
             return nil
         }
         if required, s.allSatisfy(\.isWhitespace) { throw ServingError.invalid(key, "\(key) must not be empty") }
-        // Bytes first: counting characters walks the whole text, however large.
-        guard s.utf8.count <= limits.maxPromptBytes else {
-            throw ServingError.invalid(key, "\(key) has \(s.utf8.count) bytes of UTF-8, at most \(limits.maxPromptBytes) are accepted (max_prompt_bytes)",
-                                       code: "string_above_max_length")
-        }
-        guard s.count <= limits.maxPromptChars else {
-            throw ServingError.invalid(key, "\(key) has \(s.count) characters, at most \(limits.maxPromptChars) are accepted", code: "string_above_max_length")
-        }
-        var run = 0
-        for scalar in s.unicodeScalars {
-            run = scalar.properties.canonicalCombiningClass.rawValue == 0 ? 0 : run + 1
-            if run > RequestLimits.maxCombiningRun {
-                throw ServingError.invalid(key, "\(key) has more than \(RequestLimits.maxCombiningRun) combining marks in a row "
-                                           + "(Unicode's stream-safe limit)")
-            }
-        }
         return s
     }
 
@@ -269,7 +286,7 @@ private struct FieldReader {
     func oneOf(_ key: String, _ options: [String]) throws(ServingError) {
         guard let s = try string(key) else { return }
         guard options.contains(s) else {
-            throw ServingError.invalid(key, "\(key) '\(s)' must be one of \(options.joined(separator: ", "))")
+            throw ServingError.invalid(key, "\(key) \(quoted(s)) must be one of \(options.joined(separator: ", "))")
         }
     }
 }

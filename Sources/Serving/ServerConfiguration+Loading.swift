@@ -185,8 +185,10 @@ extension ServerConfiguration {
         double("limits.write_timeout", 0.001...86_400) { $0.config.limits.writeTimeout = $1 },
         int("limits.max_connections", 1...1_000_000) { $0.config.limits.maxConnections = $1 },
         int("limits.max_requests_per_connection", 1...Int(Int32.max)) { $0.config.limits.maxRequestsPerConnection = $1 },
-        // 0 would queue a request that is never dispatched: a server that answers nothing.
-        int("limits.max_pipelined_requests", 1...10_000) { $0.config.limits.maxPipelinedRequests = $1 },
+        // The queue counts the request being answered: at 0 no request is ever read.
+        int("limits.max_pipelined_requests", 1...10_000,
+            belowMinimum: "below 1 no request is ever read: the server would accept connections and answer nothing; "
+                + "use 1 to answer each connection's requests one at a time") { $0.config.limits.maxPipelinedRequests = $1 },
         int("limits.write_high_water_mark", 1024...(1 << 30)) { $0.config.limits.writeHighWaterMark = $1 },
         int("limits.max_chunk_line_bytes", 16...(1 << 20)) { $0.config.limits.maxChunkLineBytes = $1 },
         double("limits.linger_timeout", 0...600) { $0.config.limits.lingerTimeout = $1 },
@@ -206,7 +208,9 @@ extension ServerConfiguration {
         oneOf("log_level", ["trace", "debug", "info", "notice", "warning", "error", "critical"]) { $0.config.logLevel = $1 },
     ]
 
-    private static func int(_ key: String, _ range: ClosedRange<Int>, _ set: @escaping @Sendable (inout Draft, Int) -> Void) -> Field {
+    /// An integer in `range`; `belowMinimum` says, in the message for a value under it, why the lower bound is there.
+    private static func int(_ key: String, _ range: ClosedRange<Int>, belowMinimum: String? = nil,
+                            _ set: @escaping @Sendable (inout Draft, Int) -> Void) -> Field {
         Field(key: key) { draft, raw throws(FieldProblem) in
             let value: Int?
             switch raw {
@@ -219,7 +223,8 @@ extension ServerConfiguration {
                 if value == nil { throw FieldProblem(message: "expected an integer, got '\(t)'") }
             }
             guard let v = value, range.contains(v) else {
-                throw FieldProblem(message: "\(value!) is outside \(range.lowerBound)...\(range.upperBound)")
+                let why = value! < range.lowerBound ? belowMinimum.map { ": " + $0 } ?? "" : ""
+                throw FieldProblem(message: "\(value!) is outside \(range.lowerBound)...\(range.upperBound)" + why)
             }
             set(&draft, v)
         }

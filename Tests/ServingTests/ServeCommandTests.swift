@@ -58,19 +58,27 @@ import Glibc
         return served
     }
 
-    /// Runs `serve` expecting it to refuse to start; returns (status, stderr).
+    /// Runs `serve` expecting it to refuse to start; returns (status, stderr). A `serve` that starts
+    /// instead is stopped after a minute and reported (rather than waited for forever).
     static func refused(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
         let p = Process()
         p.executableURL = try executable()
         p.arguments = ["serve"] + arguments
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let err = Pipe()
-        p.standardError = err
+        let errPath = FileManager.default.temporaryDirectory.appendingPathComponent("wuerstchen-refused-\(UUID()).log").path
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: errPath) }
+        p.standardError = FileHandle(forWritingAtPath: errPath)
         p.standardOutput = Pipe()
         try p.run()
-        let data = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        let exited = eventually(timeout: 60) { !p.isRunning }
+        if !exited {
+            p.terminate()
+            p.waitUntilExit()
+        }
+        let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        guard exited else { throw ClientError(description: "serve \(arguments) started instead of refusing; stderr: \(stderr)") }
+        return (p.terminationStatus, stderr)
     }
 
     /// SIGTERM while a request is in flight: readiness drops, the request completes with its image,
@@ -138,6 +146,45 @@ import Glibc
         #expect(s3 != 0 && e3.contains("png_compression") && e3.contains(file), "\(e3)")
     }
 
+    /// Issue 12 item 6: `WUERSTCHEN_API_KEYS` set but naming no key would replace the file's keys with
+    /// none (authentication off); `serve` refuses to start, naming the variable and what to do instead.
+    @Test func apiKeysVariableNamingNoKeyStopsStartup() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID()).json").path
+        try #"{"api_keys": ["file-key"]}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        for value in ["", " , "] {
+            let (status, err) = try Self.refused(["--config", file, "--port", "0"], environment: ["WUERSTCHEN_API_KEYS": value])
+            #expect(status != 0, "WUERSTCHEN_API_KEYS='\(value)': \(err)")
+            for words in ["api_keys", "WUERSTCHEN_API_KEYS", "authentication off", "leave the variable unset"] {
+                #expect(err.contains(words), "WUERSTCHEN_API_KEYS='\(value)': no '\(words)' in \(err)")
+            }
+        }
+    }
+
+    /// Issue 12 item 6: `limits.max_pipelined_requests` 0 would accept connections and answer nothing;
+    /// `serve` refuses it from the file and from the environment, saying why and what to use.
+    @Test func zeroPipelinedRequestsStopsStartup() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("pipelined-\(UUID()).json").path
+        try #"{"limits": {"max_pipelined_requests": 0}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let (s1, e1) = try Self.refused(["--config", file, "--port", "0"])
+        #expect(s1 != 0 && e1.contains("limits.max_pipelined_requests") && e1.contains(file), "\(e1)")
+        #expect(e1.contains("answer nothing") && e1.contains("use 1"), "\(e1)")
+        let (s2, e2) = try Self.refused(["--port", "0"], environment: ["WUERSTCHEN_LIMITS_MAX_PIPELINED_REQUESTS": "0"])
+        #expect(s2 != 0 && e2.contains("limits.max_pipelined_requests") && e2.contains("WUERSTCHEN_LIMITS_MAX_PIPELINED_REQUESTS"), "\(e2)")
+    }
+
+    /// Issue 12 item 6: listening beyond loopback without API keys logs a warning at start.
+    @Test func warnsAtStartWhenListeningBeyondLoopbackWithoutKeys() throws {
+        let served = try Self.serve(["--host", "0.0.0.0"])
+        defer {
+            kill(served.process.processIdentifier, SIGTERM)
+            served.process.waitUntilExit()
+        }
+        let warning = served.stderr.split(separator: "\n").first { $0.contains("without api_keys") }
+        #expect(warning?.contains("warning") == true && warning?.contains("0.0.0.0") == true, "\(served.stderr)")
+    }
+
     /// Flags beat the environment, which beats the file.
     @Test func flagsOverrideEnvironmentOverrideFile() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID()).json").path
@@ -151,5 +198,6 @@ import Glibc
         #expect(try RawClient.request(served.port, "GET", "/v1/models", headers: [("Authorization", "Bearer file-key")]).status == 401)
         let models = try RawClient.request(served.port, "GET", "/v1/models", headers: [("Authorization", "Bearer env-key")])
         #expect(models.status == 200 && models.text.contains("from-file"))
+        #expect(!served.stderr.contains("without api_keys"), "loopback with keys: no warning: \(served.stderr)")
     }
 }
