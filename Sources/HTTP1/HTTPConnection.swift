@@ -266,25 +266,32 @@ final class HTTPConnection: @unchecked Sendable {
     }
 
     /// `recv` returned 0: the client sent FIN. That is what both a client that went away and one that only
-    /// closed its sending side (`shutdown(SHUT_WR)`, `nc -N`) look like. With an answer owed and its head
-    /// not written yet, a `100 Continue` interim response (which every HTTP/1.1 client must skip, RFC 9110
-    /// §15.2) tells them apart: a socket that is closed for reading answers data with a reset (RFC 1122
-    /// §4.2.2.13; Linux does so for `close` and `SHUT_RD`), seen by `checkPeer`. An answer already streaming
-    /// (or an HTTP/1.0 one) cannot carry a probe: the client is taken as gone, as before.
+    /// closed its sending side (`shutdown(SHUT_WR)`, `nc -N`) look like, so a request in flight is answered
+    /// as after a half-close while bytes sent to the client tell the two apart: a socket that is closed for
+    /// reading answers data with a reset (RFC 1122 §4.2.2.13; Linux does so for `close` and `SHUT_RD`), seen
+    /// by `checkPeer` or by the next write. Before the answer's head, the bytes are a `100 Continue` interim
+    /// response (which every HTTP/1.1 client must skip, RFC 9110 §15.2); once the answer has begun (or
+    /// finished, its `responseFinished` hop still queued), they are the answer's own, flushed now. Only an
+    /// HTTP/1.0 request whose answer has not begun can carry neither: that client is taken as gone.
     private func endOfInput() {
         if machine.inFlight {
-            guard let writer = currentWriter, writer.sendInterimProbe() else {
+            // No writer: it was released after `finish()` (the hop is queued) or answers 500 from deinit.
+            let probe = currentWriter?.sendInterimProbe() ?? .answerUnderway
+            if probe == .unavailable {
                 perform(machine.receivedEOF())
                 return
             }
+            flushOutput()
+            if closed { return }
             peerCheckInterval = 0.05
             peerCheckAt = uptimeSeconds() + peerCheckInterval
         }
         perform(machine.receivedHalfClose(now: uptimeSeconds()))
     }
 
-    /// After a half-close with a request in flight: a pending socket error means the probe was reset
-    /// (the client is gone: cancel); else probe again, backing off, while the answer has not started.
+    /// After a half-close with a request in flight: a pending socket error means the bytes sent since were
+    /// reset (the client is gone: cancel); else look again, backing off to once per 5 s, and probe again
+    /// while the answer has not begun (a client that closes altogether after its half-close).
     private func checkPeer(now: Double) {
         peerCheckAt = nil
         guard machine.inFlight, !closed else { return }
@@ -294,11 +301,9 @@ final class HTTPConnection: @unchecked Sendable {
             perform(machine.receivedEOF())
             return
         }
-        // A reset answers the first probe within a round trip; later probes (backing off to one per 5 s)
-        // catch a client that closes altogether after its half-close. Once the answer started, its own
-        // writes fail on a reset instead.
         peerCheckInterval = min(peerCheckInterval * 2, 5)
-        if currentWriter?.sendInterimProbe() == true { peerCheckAt = now + peerCheckInterval }
+        _ = currentWriter?.sendInterimProbe()
+        peerCheckAt = now + peerCheckInterval
     }
 
     /// After an error answer: read and drop input until EOF or the linger deadline.

@@ -181,18 +181,30 @@ public final class HTTPResponseWriter: @unchecked Sendable {
 
     // MARK: - Connection side
 
+    /// What `sendInterimProbe` found.
+    enum PeerProbe: Equatable {
+        /// `100 Continue` is queued: a client that went away answers it with a reset.
+        case sent
+        /// The answer itself has begun (head written, a write in progress, or finished): its own bytes
+        /// draw the reset of a client that went away.
+        case answerUnderway
+        /// Nothing may be sent yet: an HTTP/1.0 client takes no interim response (or the output closed).
+        case unavailable
+    }
+
     /// Queues `100 Continue` if nothing of the response was written yet and the client speaks HTTP/1.1
-    /// (a probe whether a half-closed client still reads, see `HTTPConnection`); false if it cannot.
-    /// Never blocks: a writer busy writing has its head out already.
-    func sendInterimProbe() -> Bool {
-        guard version == .http1_1, writeLock.try() else { return false }
+    /// (a probe whether a half-closed client still reads, see `HTTPConnection`). Never blocks: a writer
+    /// busy writing has its head under way already.
+    func sendInterimProbe() -> PeerProbe {
+        guard writeLock.try() else { return .answerUnderway }
         defer { writeLock.unlock() }
-        guard !headWritten else { return false }
         stateLock.lock()
         let done = finished
         stateLock.unlock()
-        guard !done else { return false }
-        return (try? connection.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), flush: true, wait: false)) != nil
+        if headWritten || done { return .answerUnderway }
+        guard version == .http1_1 else { return .unavailable }
+        let queued = (try? connection.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), flush: true, wait: false)) != nil
+        return queued ? .sent : .unavailable
     }
 
     /// Graceful shutdown: if the head is not written yet, it will say `Connection: close`.

@@ -36,6 +36,33 @@ struct HTTPHardeningTests {
         }
     }
 
+    /// A head the client began behind a large answer gets its header timeout once that answer is out,
+    /// not while the client is still reading it (the answer's writing has its own stall timeout).
+    @Test func partialNextHeadIsNotTimedOutWhileTheAnswerBeforeItIsBeingSent() throws {
+        var limits = HTTPLimits()
+        limits.headerTimeout = 2
+        let size = 16 << 20
+        let handler = ClosureHandler { request, response in
+            if request.path == "/big" {
+                response.respond(status: 200, body: [UInt8](repeating: 0x44, count: size))
+            } else {
+                response.respond(status: 200, body: Array("done \(request.path)".utf8))
+            }
+        }
+        try withServer(limits: limits, handler: handler) { server in
+            let c = try TestClient(port: server.port, timeout: 10)
+            // A locked receive buffer: the kernel holds little of the answer, most stays queued in the server.
+            var window: Int32 = 64 * 1024
+            setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &window, socklen_t(MemoryLayout<Int32>.size))
+            c.send("GET /big HTTP/1.1\nHost: t\n\nGET /small HTTP/1.1\n")
+            usleep(2_500_000)  // longer than the header timeout, all of it spent with the answer unsent
+            #expect(try c.readResponse().body.count == size)
+            c.send("Host: t\n\n")
+            let r = try c.readResponse()
+            #expect(r.status == 200 && r.text == "done /small")
+        }
+    }
+
     @Test func halfClosedClientGetsTheWholeAnswer() throws {
         try withServer(handler: Self.slow(0.4)) { server in
             let c = try TestClient(port: server.port, timeout: 10)
@@ -44,6 +71,61 @@ struct HTTPHardeningTests {
             #expect(try Self.finalResponse(c).text == "done /1")
             #expect(try Self.finalResponse(c).text == "done /2")
             #expect(c.isClosedByServer())
+        }
+    }
+
+    /// A half-close that arrives once the answer has begun (its head and first chunk are out) does not cut
+    /// it short: the rest is sent, then the connection closes.
+    @Test func halfCloseDuringAStreamedAnswerGetsTheRest() throws {
+        let started = DispatchSemaphore(value: 0)
+        let proceed = DispatchSemaphore(value: 0)
+        let handler = ClosureHandler { _, response in
+            response.writeHead(status: 200, headers: [("Content-Type", "text/plain")])
+            try? response.write("one,")
+            started.signal()
+            _ = proceed.wait(timeout: .now() + 10)
+            try? response.write("two,")
+            try? response.write("three")
+            response.finish()
+        }
+        try withServer(handler: handler) { server in
+            let c = try TestClient(port: server.port, timeout: 10)
+            c.send("GET /stream HTTP/1.1\nHost: t\n\n")
+            #expect(started.wait(timeout: .now() + 10) == .success)
+            shutdown(c.fd, Int32(SHUT_WR))
+            usleep(300_000)  // the server sees the FIN while the handler still has to write
+            proceed.signal()
+            let r = try Self.finalResponse(c)
+            #expect(r.status == 200 && r.text == "one,two,three")
+            #expect(c.isClosedByServer())
+        }
+    }
+
+    /// A client that closed altogether while its answer streams is still seen gone (the answer's own
+    /// bytes draw the reset): the handler's writes fail and `onClose` fires.
+    @Test func clientGoneDuringAStreamedAnswerIsSeenByItsWrites() throws {
+        let started = DispatchSemaphore(value: 0)
+        let gone = Locked((closed: false, writeFailed: false))
+        let handler = ClosureHandler { _, response in
+            response.onClose { gone.withValue { $0.closed = true } }
+            response.writeHead(status: 200, headers: [("Content-Type", "text/event-stream")])
+            try? response.write("event: queued\n\n")
+            started.signal()
+            for _ in 0..<200 {  // an event every 50 ms for at most 10 s
+                usleep(50_000)
+                if (try? response.write("event: progress\n\n")) == nil {
+                    gone.withValue { $0.writeFailed = true }
+                    break
+                }
+            }
+            response.finish()
+        }
+        try withServer(handler: handler) { server in
+            let c = try TestClient(port: server.port, timeout: 10)
+            c.send("GET /events HTTP/1.1\nHost: t\n\n")
+            #expect(started.wait(timeout: .now() + 10) == .success)
+            shutdown(c.fd, Int32(SHUT_RDWR))
+            #expect(eventually(timeout: 8) { gone.get.closed && gone.get.writeFailed })
         }
     }
 
@@ -113,17 +195,19 @@ struct HTTPHardeningTests {
         limits.writeHighWaterMark = 64 * 1024
         let piece = 64 * 1024
         let stats = Locked((handled: 0, maxQueued: 0))
-        let handler = ClosureHandler { _, response in
+        let handler = ClosureHandler { request, response in
             let queued = response.queuedBytes
             stats.withValue { $0.handled += 1; $0.maxQueued = max($0.maxQueued, queued) }
-            response.respond(status: 200, body: [UInt8](repeating: 0x43, count: piece))
+            response.respond(status: 200, body: Array(request.path.utf8) + [UInt8](repeating: 0x43, count: piece))
         }
         try withServer(limits: limits, handler: handler) { server in
             let c = try TestClient(port: server.port, timeout: 10)
-            var small: Int32 = 4096
+            // A small locked window: the kernel takes little of the answers (64 KB, not less: loopback's
+            // segments are 64 KB, and a smaller window slows TCP to zero-window probes).
+            var small: Int32 = 64 * 1024
             setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
             let count = 400
-            c.send(String(repeating: "GET /m HTTP/1.1\nHost: t\n\n", count: count))
+            c.send((0..<count).map { "GET /m\($0) HTTP/1.1\nHost: t\n\n" }.joined())
             // Let the server go as far as it will (the count stops moving).
             var last = -1
             while stats.get.handled != last {
@@ -134,6 +218,13 @@ struct HTTPHardeningTests {
             print("pipelined, unread: \(s.handled) of \(count) answered, at most \(s.maxQueued >> 10) KB queued at a dispatch")
             #expect(s.handled < count)
             #expect(s.maxQueued <= limits.writeHighWaterMark)
+            // Reading resumes the answering: every request is answered, in order.
+            for i in 0..<count {
+                let r = try c.readResponse()
+                #expect(r.status == 200 && r.body.count == "/m\(i)".utf8.count + piece)
+                #expect(r.body.starts(with: Array("/m\(i)".utf8)) && r.body.last == 0x43)
+            }
+            #expect(stats.get.handled == count && stats.get.maxQueued <= limits.writeHighWaterMark)
         }
     }
 }
