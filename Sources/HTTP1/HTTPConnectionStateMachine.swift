@@ -15,7 +15,7 @@ struct HTTPConnectionStateMachine {
         case sendContinue(HTTPRequestHead)
         /// Answer this error with `Connection: close`, then close (lingering, so the client reads it).
         case sendError(HTTPError)
-        /// Close once the queued output is written.
+        /// Close once the queued output is written (in stages: FIN, then lingering, see `HTTPConnection`).
         case closeAfterFlush
         /// Close now, dropping queued output.
         case close

@@ -33,8 +33,9 @@ public struct HTTPLimits: Sendable, Equatable {
     public var writeHighWaterMark = 256 * 1024
     /// Longest chunk-size line of a chunked body (size and extensions); longer answers 400.
     public var maxChunkLineBytes = 4 * 1024
-    /// Seconds to keep reading (and discarding) after an error answer before closing, so the
-    /// client reads the answer instead of a reset (nginx `lingering_timeout`).
+    /// Seconds to keep reading (and discarding) before closing, once the FIN followed the last answer
+    /// (an error answer, `Connection: close`, a drain): input arriving meanwhile would make the kernel
+    /// reset the connection and drop answer bytes not yet delivered (nginx `lingering_timeout`).
     public var lingerTimeout = 2.0
 
     /// The defaults above.
