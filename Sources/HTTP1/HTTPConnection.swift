@@ -16,6 +16,8 @@ import Glibc
 /// hold it weakly; the descriptor is closed once, after it left the epoll set and the write source's cancel
 /// handler ran (libdispatch's rule for closing a source's fd).
 final class HTTPConnection: @unchecked Sendable {
+    /// `afterFlush`: close in stages once the queued output is written; `lingering`: the FIN is sent and
+    /// input is read and dropped until the client's own end (see `startLinger`).
     private enum CloseMode { case open, afterFlush, lingering }
 
     let fd: Int32
@@ -245,17 +247,15 @@ final class HTTPConnection: @unchecked Sendable {
                 writeWaitsForRead = false
                 resumeWriting()
             case .closed:
+                // Whatever remains to write, input is over: an end of file stays readable (level-triggered)
+                // and would spin this loop until the connection closes; a close after it needs no lingering.
+                inputEnded = true
                 if tls == nil && recvEOF {
                     endOfInput()
                 } else {
                     perform(machine.receivedEOF())
                 }
-                // Whatever remains to write, input is over: an end of file stays readable (level-triggered)
-                // and would spin this loop until the connection closes.
-                if !closed {
-                    inputEnded = true
-                    pauseReading()
-                }
+                if !closed { pauseReading() }
             }
             if tls == nil || result == .wantRead || result == .wantWrite || result == .closed { break }
         } while !closed && !readSuspended && closeMode == .open
@@ -269,11 +269,14 @@ final class HTTPConnection: @unchecked Sendable {
     /// closed its sending side (`shutdown(SHUT_WR)`, `nc -N`) look like. With an answer owed and its head
     /// not written yet, a `100 Continue` interim response (which every HTTP/1.1 client must skip, RFC 9110
     /// §15.2) tells them apart: a socket that is closed for reading answers data with a reset (RFC 1122
-    /// §4.2.2.13; Linux does so for `close` and `SHUT_RD`), seen by `checkPeer`. An answer already streaming
-    /// (or an HTTP/1.0 one) cannot carry a probe: the client is taken as gone, as before.
+    /// §4.2.2.13; Linux does so for `close` and `SHUT_RD`), seen by `checkPeer`. An answer that is complete
+    /// (`respond` or `finish` called, its `responseFinished` hop maybe still queued, its writer maybe
+    /// released) is written out either way. An answer already streaming, or an HTTP/1.0 one before its head,
+    /// cannot carry a probe: the client is taken as gone (an SSE stream waiting in the queue would otherwise
+    /// hold its place until its next event).
     private func endOfInput() {
         if machine.inFlight {
-            guard let writer = currentWriter, writer.sendInterimProbe() else {
+            if (currentWriter?.sendInterimProbe() ?? .answerComplete) == .unavailable {
                 perform(machine.receivedEOF())
                 return
             }
@@ -298,10 +301,10 @@ final class HTTPConnection: @unchecked Sendable {
         // catch a client that closes altogether after its half-close. Once the answer started, its own
         // writes fail on a reset instead.
         peerCheckInterval = min(peerCheckInterval * 2, 5)
-        if currentWriter?.sendInterimProbe() == true { peerCheckAt = now + peerCheckInterval }
+        if currentWriter?.sendInterimProbe() == .sent { peerCheckAt = now + peerCheckInterval }
     }
 
-    /// After an error answer: read and drop input until EOF or the linger deadline.
+    /// While lingering: read and drop input until EOF or the linger deadline.
     private func discardInput() {
         for _ in 0..<16 {
             if let tls {
@@ -428,8 +431,7 @@ final class HTTPConnection: @unchecked Sendable {
         suspendWriting()
         writeBlockedSince = nil
         switch closeMode {
-        case .afterFlush: closeNow()
-        case .lingering: startLinger()
+        case .afterFlush, .lingering: startLinger()
         case .open:
             reportOutputLevel()
             updateTimer()
@@ -601,7 +603,12 @@ final class HTTPConnection: @unchecked Sendable {
 
     // MARK: - Closing
 
+    /// The close in stages of RFC 9112 §9.6, after every answer (or error) byte was handed to the kernel:
+    /// send the FIN, then read and drop input until the client's FIN or `lingerTimeout`. Closing at once
+    /// with input unread, or input arriving after the close (a request the client pipelined before it saw
+    /// `Connection: close`), makes the kernel reset the connection and drop the answer bytes it still holds.
     private func startLinger() {
+        closeMode = .lingering
         guard lingerDeadline == nil else { return }
         // The client already ended its input: nothing left to drain before closing.
         if inputEnded {

@@ -15,7 +15,7 @@ struct HTTPConnectionStateMachine {
         case sendContinue(HTTPRequestHead)
         /// Answer this error with `Connection: close`, then close (lingering, so the client reads it).
         case sendError(HTTPError)
-        /// Close once the queued output is written.
+        /// Close once the queued output is written (in stages: FIN, then lingering, see `HTTPConnection`).
         case closeAfterFlush
         /// Close now, dropping queued output.
         case close
@@ -73,15 +73,14 @@ struct HTTPConnectionStateMachine {
     /// request; this also bounds a TLS handshake); a body may not stall `bodyTimeout` while nothing is
     /// being answered; an idle keep-alive connection lives `idleTimeout` from when its last answer was
     /// written out. No read deadline applies while a request is in flight or waits to be answered (the
-    /// handler may take minutes; a head the client pipelined meanwhile gets its header timeout afresh once
-    /// it is our turn to read it), nor while answer bytes are unsent (the writer has its own stall timeout).
+    /// handler may take minutes), nor while answer bytes are unsent (the writer has its own stall timeout):
+    /// a head or body the client sent meanwhile gets its timeouts afresh once the answers before it are out.
     var readDeadline: Double? {
-        if isClosed || inFlight || stoppedReading || inputEnded || !queue.isEmpty || outputAboveHighWater { return nil }
+        if isClosed || inFlight || stoppedReading || inputEnded || !queue.isEmpty || pendingOutput > 0 { return nil }
         if head != nil {
             return continueOwed ? nil : min(bodyProgressAt + limits.bodyTimeout, bodyStartedAt + limits.bodyDeadline)
         }
         if let started = headStartedAt { return readingPaused ? nil : started + limits.headerTimeout }
-        if pendingOutput > 0 { return nil }
         if requestsStarted == 0 { return connectedAt + limits.headerTimeout }
         return idleSince + limits.idleTimeout
     }
@@ -128,10 +127,18 @@ struct HTTPConnectionStateMachine {
     }
 
     /// The connection's unsent response bytes changed (`bytes` now queued). Crossing back under the
-    /// high-water mark lets parsing and dispatching go on; reaching zero starts the idle clock.
+    /// high-water mark lets parsing and dispatching go on; reaching zero starts the idle clock, and the
+    /// clocks of a head or body the client sent meanwhile (it may read a whole answer before it sends more).
     mutating func outputLevel(_ bytes: Int, now: Double) -> [Action] {
         let wasAbove = outputAboveHighWater
-        if bytes == 0 && pendingOutput > 0 && !inFlight { idleSince = now }
+        if bytes == 0 && pendingOutput > 0 {
+            if !inFlight { idleSince = now }
+            if headStartedAt != nil { headStartedAt = now }
+            if head != nil {
+                bodyProgressAt = now
+                bodyStartedAt = now
+            }
+        }
         pendingOutput = bytes
         guard !isClosed, wasAbove, !outputAboveHighWater else { return [] }
         var actions: [Action] = []

@@ -24,15 +24,18 @@ public struct HTTPLimits: Sendable, Equatable {
     public var maxConnections = 512
     /// Most requests one keep-alive connection may carry.
     public var maxRequestsPerConnection = 1000
-    /// Most pipelined requests queued behind the one being answered.
+    /// Most pipelined requests queued behind the one being answered; at least 1.
     public var maxPipelinedRequests = 16
-    /// Response bytes queued unsent above which `HTTPResponseWriter.write` blocks its caller
-    /// (backpressure: a slow reader holds at most about this much in server memory per connection).
+    /// Response bytes queued unsent above which `HTTPResponseWriter.write` blocks its caller and no further
+    /// (pipelined) request is parsed or dispatched until they drain below it: a slow reader, or a client
+    /// that pipelines requests and reads nothing, holds about this much plus one answer in server memory
+    /// per connection. At least 0 (0: each answer is written out before the next request is read).
     public var writeHighWaterMark = 256 * 1024
     /// Longest chunk-size line of a chunked body (size and extensions); longer answers 400.
     public var maxChunkLineBytes = 4 * 1024
-    /// Seconds to keep reading (and discarding) after an error answer before closing, so the
-    /// client reads the answer instead of a reset (nginx `lingering_timeout`).
+    /// Seconds to keep reading (and discarding) before closing, once the FIN followed the last answer
+    /// (an error answer, `Connection: close`, a drain): input arriving meanwhile would make the kernel
+    /// reset the connection and drop answer bytes not yet delivered (nginx `lingering_timeout`).
     public var lingerTimeout = 2.0
 
     /// The defaults above.

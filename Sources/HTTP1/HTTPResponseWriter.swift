@@ -36,6 +36,8 @@ public final class HTTPResponseWriter: @unchecked Sendable {
     /// Guards the flags and callbacks below (short sections only).
     private let stateLock = NSLock()
     private var finished = false
+    /// `respond` or `finish` was called: the whole answer is queued or being queued.
+    private var completing = false
     private var closeRequested = false
     private var closeFired = false
     private var closeCallbacks: [@Sendable () -> Void] = []
@@ -131,6 +133,7 @@ public final class HTTPResponseWriter: @unchecked Sendable {
 
     /// Ends the response (terminating chunk if chunked). Later calls do nothing. Never blocks.
     public func finish() {
+        markCompleting()
         writeLock.lock()
         finishLocked()
         writeLock.unlock()
@@ -138,6 +141,7 @@ public final class HTTPResponseWriter: @unchecked Sendable {
 
     /// Writes a whole response with a Content-Length: head, body, finish (one flush for all three).
     public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
+        markCompleting()
         writeLock.lock()
         defer { writeLock.unlock() }
         stateLock.lock()
@@ -181,18 +185,41 @@ public final class HTTPResponseWriter: @unchecked Sendable {
 
     // MARK: - Connection side
 
+    /// What `sendInterimProbe` found.
+    enum PeerProbe: Equatable {
+        /// `100 Continue` is queued: a client that went away answers it with a reset.
+        case sent
+        /// The whole answer is queued or being queued (`respond` or `finish` was called): it can be
+        /// written out whether the client only half-closed or went away.
+        case answerComplete
+        /// Nothing can be sent between the answer's bytes: it is streaming (head out, end not), or an
+        /// HTTP/1.0 client takes no interim response (or the output closed).
+        case unavailable
+    }
+
     /// Queues `100 Continue` if nothing of the response was written yet and the client speaks HTTP/1.1
-    /// (a probe whether a half-closed client still reads, see `HTTPConnection`); false if it cannot.
-    /// Never blocks: a writer busy writing has its head out already.
-    func sendInterimProbe() -> Bool {
-        guard version == .http1_1, writeLock.try() else { return false }
+    /// (a probe whether a half-closed client still reads, see `HTTPConnection`). Never blocks.
+    func sendInterimProbe() -> PeerProbe {
+        if isCompleting { return .answerComplete }
+        // Held by `respond` or `finish` (which mark the answer complete before taking it: look again),
+        // or by a streaming `write`.
+        guard writeLock.try() else { return isCompleting ? .answerComplete : .unavailable }
         defer { writeLock.unlock() }
-        guard !headWritten else { return false }
+        guard version == .http1_1, !headWritten else { return .unavailable }
+        let queued = (try? connection.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), flush: true, wait: false)) != nil
+        return queued ? .sent : .unavailable
+    }
+
+    private var isCompleting: Bool {
         stateLock.lock()
-        let done = finished
+        defer { stateLock.unlock() }
+        return completing || finished
+    }
+
+    private func markCompleting() {
+        stateLock.lock()
+        completing = true
         stateLock.unlock()
-        guard !done else { return false }
-        return (try? connection.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), flush: true, wait: false)) != nil
     }
 
     /// Graceful shutdown: if the head is not written yet, it will say `Connection: close`.

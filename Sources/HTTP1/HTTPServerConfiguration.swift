@@ -35,10 +35,17 @@ public struct HTTPServerConfiguration: Sendable, Equatable {
     }
 
     /// Throws an `HTTPServerError` naming the field when a value is out of range (`HTTPServer.start`
-    /// calls it before binding).
+    /// calls it before binding). The limits checked are those under which no request would ever be read.
     public func validate() throws {
         guard eventLoops >= 1 else {
             throw HTTPServerError("HTTPServerConfiguration.eventLoops must be at least 1, got \(eventLoops)")
+        }
+        guard limits.writeHighWaterMark >= 0 else {
+            throw HTTPServerError("HTTPServerConfiguration.limits.writeHighWaterMark must be at least 0 (bytes of unsent "
+                + "answers above which no further request is read), got \(limits.writeHighWaterMark)")
+        }
+        guard limits.maxPipelinedRequests >= 1 else {
+            throw HTTPServerError("HTTPServerConfiguration.limits.maxPipelinedRequests must be at least 1, got \(limits.maxPipelinedRequests)")
         }
     }
 }

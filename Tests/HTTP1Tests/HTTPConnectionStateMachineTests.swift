@@ -127,6 +127,27 @@ struct HTTPConnectionStateMachineHardeningTests {
         #expect(m.readDeadline == 52)
     }
 
+    /// A head or body begun behind an answer still being written gets its clock once that answer is out
+    /// (a client may read the whole answer before it sends the rest; the writer has its own stall timeout).
+    @Test func readClocksWaitForTheAnswerBeforeThem() {
+        var m = base.machine { $0.headerTimeout = 2 }
+        _ = m.received(crlf("GET /big HTTP/1.1\nHost: a\n\nGET /2 HT"), now: 0)
+        _ = m.outputLevel(100, now: 1)  // under the high-water mark: reading goes on
+        _ = m.responseFinished(keepAlive: true, now: 1)
+        #expect(m.readDeadline == nil)
+        #expect(m.deadlinePassed(now: 50).isEmpty)
+        _ = m.outputLevel(0, now: 50)
+        #expect(m.readDeadline == 52)
+
+        var b = base.machine { $0.bodyTimeout = 30 }
+        _ = b.received(crlf("GET /big HTTP/1.1\nHost: a\n\nPOST /2 HTTP/1.1\nHost: a\nContent-Length: 5\n\nab"), now: 0)
+        _ = b.outputLevel(100, now: 1)
+        _ = b.responseFinished(keepAlive: true, now: 1)
+        #expect(b.readDeadline == nil)
+        _ = b.outputLevel(0, now: 50)
+        #expect(b.readDeadline == 80)
+    }
+
     /// The idle clock starts when the last answer byte left, not when the handler finished.
     @Test func idleClockStartsWhenTheAnswerIsWritten() {
         var m = base.machine { $0.idleTimeout = 60 }

@@ -36,6 +36,33 @@ struct HTTPHardeningTests {
         }
     }
 
+    /// A head the client began behind a large answer gets its header timeout once that answer is out,
+    /// not while the client is still reading it (the answer's writing has its own stall timeout).
+    @Test func partialNextHeadIsNotTimedOutWhileTheAnswerBeforeItIsBeingSent() throws {
+        var limits = HTTPLimits()
+        limits.headerTimeout = 2
+        let size = 16 << 20
+        let handler = ClosureHandler { request, response in
+            if request.path == "/big" {
+                response.respond(status: 200, body: [UInt8](repeating: 0x44, count: size))
+            } else {
+                response.respond(status: 200, body: Array("done \(request.path)".utf8))
+            }
+        }
+        try withServer(limits: limits, handler: handler) { server in
+            let c = try TestClient(port: server.port, timeout: 10)
+            // A locked receive buffer: the kernel holds little of the answer, most stays queued in the server.
+            var window: Int32 = 64 * 1024
+            setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &window, socklen_t(MemoryLayout<Int32>.size))
+            c.send("GET /big HTTP/1.1\nHost: t\n\nGET /small HTTP/1.1\n")
+            usleep(2_500_000)  // longer than the header timeout, all of it spent with the answer unsent
+            #expect(try c.readResponse().body.count == size)
+            c.send("Host: t\n\n")
+            let r = try c.readResponse()
+            #expect(r.status == 200 && r.text == "done /small")
+        }
+    }
+
     @Test func halfClosedClientGetsTheWholeAnswer() throws {
         try withServer(handler: Self.slow(0.4)) { server in
             let c = try TestClient(port: server.port, timeout: 10)
@@ -108,22 +135,53 @@ struct HTTPHardeningTests {
         #expect(eventually { done.get })
     }
 
+    /// A last answer (`Connection: close`) still in the kernel's send buffer when the client sends more
+    /// (a next request it pipelined before it saw the close) is not reset away: the server closes in
+    /// stages (RFC 9112 §9.6), its FIN after the answer, reading and dropping input until the client closes.
+    @Test func inputAfterTheLastAnswerDoesNotResetItAway() throws {
+        var limits = HTTPLimits()
+        limits.maxRequestsPerConnection = 1
+        let size = 16 << 20
+        let writer = Locked<HTTPResponseWriter?>(nil)
+        let handler = ClosureHandler { _, response in
+            writer.withValue { $0 = response }
+            response.respond(status: 200, body: [UInt8](repeating: 0x45, count: size))
+        }
+        try withServer(limits: limits, handler: handler) { server in
+            let c = try TestClient(port: server.port, timeout: 10)
+            c.send("GET /last HTTP/1.1\nHost: t\n\n")
+            // Read until the server has handed the whole answer to the kernel (it closes then).
+            while writer.get.map({ $0.queuedBytes > 0 }) ?? true {
+                guard c.fill(max: 64 * 1024) else { break }
+                usleep(5_000)
+            }
+            usleep(50_000)
+            c.send("GET /next HTTP/1.1\nHost: t\n\n")
+            let r = try c.readResponse()
+            #expect(r.status == 200 && r.headers["connection"] == "close" && r.body.count == size)
+            #expect(c.isClosedByServer())
+            writer.withValue { $0 = nil }
+        }
+    }
+
     @Test func pipelinedAnswersNobodyReadsStayBounded() throws {
         var limits = HTTPLimits()
         limits.writeHighWaterMark = 64 * 1024
         let piece = 64 * 1024
         let stats = Locked((handled: 0, maxQueued: 0))
-        let handler = ClosureHandler { _, response in
+        let handler = ClosureHandler { request, response in
             let queued = response.queuedBytes
             stats.withValue { $0.handled += 1; $0.maxQueued = max($0.maxQueued, queued) }
-            response.respond(status: 200, body: [UInt8](repeating: 0x43, count: piece))
+            response.respond(status: 200, body: Array(request.path.utf8) + [UInt8](repeating: 0x43, count: piece))
         }
         try withServer(limits: limits, handler: handler) { server in
             let c = try TestClient(port: server.port, timeout: 10)
-            var small: Int32 = 4096
+            // A small locked window: the kernel takes little of the answers (64 KB, not less: loopback's
+            // segments are 64 KB, and a smaller window slows TCP to zero-window probes).
+            var small: Int32 = 64 * 1024
             setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
             let count = 400
-            c.send(String(repeating: "GET /m HTTP/1.1\nHost: t\n\n", count: count))
+            c.send((0..<count).map { "GET /m\($0) HTTP/1.1\nHost: t\n\n" }.joined())
             // Let the server go as far as it will (the count stops moving).
             var last = -1
             while stats.get.handled != last {
@@ -134,6 +192,13 @@ struct HTTPHardeningTests {
             print("pipelined, unread: \(s.handled) of \(count) answered, at most \(s.maxQueued >> 10) KB queued at a dispatch")
             #expect(s.handled < count)
             #expect(s.maxQueued <= limits.writeHighWaterMark)
+            // Reading resumes the answering: every request is answered, in order.
+            for i in 0..<count {
+                let r = try c.readResponse()
+                #expect(r.status == 200 && r.body.count == "/m\(i)".utf8.count + piece)
+                #expect(r.body.starts(with: Array("/m\(i)".utf8)) && r.body.last == 0x43)
+            }
+            #expect(stats.get.handled == count && stats.get.maxQueued <= limits.writeHighWaterMark)
         }
     }
 }
