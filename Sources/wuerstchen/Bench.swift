@@ -62,6 +62,12 @@ struct OpCase {
 
     /// Median seconds of `repeats` runs after one warm-up.
     func time(repeats: Int) -> Double {
+        let sorted = times(repeats: repeats)
+        return sorted[sorted.count / 2]
+    }
+
+    /// Seconds of each of `repeats` runs (at least one) after one warm-up, fastest first.
+    func times(repeats: Int) -> [Double] {
         body()
         var times: [Double] = []
         for _ in 0..<max(repeats, 1) {
@@ -69,7 +75,6 @@ struct OpCase {
             body()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
-        times.sort()
-        return times[times.count / 2]
+        return times.sorted()
     }
 }

@@ -55,23 +55,19 @@ struct BenchPipeline: ParsableCommand {
         let precision = model.effectivePrecision
         let profile = GEMMProfile()
         let outerProfile = profile.start()
-        var profiles: [(String, Double, GEMMProfile.Totals, Precision)] = []
+        // Per stage: wall seconds, the products counted, the precision its products run in (steps add up).
+        var stages: [String: (seconds: Double, counted: GEMMProfile.Totals, precision: Precision)] = [:]
         var t = Date()
         var mark = profile.totals
         func lap(_ stage: String? = nil, _ stagePrecision: Precision? = nil) -> Double {
             let now = Date(), counted = profile.totals
             defer { t = now; mark = counted }
             let seconds = now.timeIntervalSince(t)
-            if let stage { profiles.append((stage, seconds, counted - mark, stagePrecision ?? precision)) }
+            if let stage {
+                let sofar = stages[stage] ?? (0, GEMMProfile.Totals(), stagePrecision ?? precision)
+                stages[stage] = (sofar.seconds + seconds, sofar.counted + (counted - mark), sofar.precision)
+            }
             return seconds
-        }
-        func merge(_ stage: String) {
-            // The per-step laps of one stage, summed into one entry.
-            let parts = profiles.filter { $0.0 == stage }
-            guard let first = parts.first else { return }
-            profiles.removeAll { $0.0 == stage }
-            let totals = parts.dropFirst().reduce(first.2) { $0 + $1.2 }
-            profiles.append((stage, parts.map(\.1).reduce(0, +), totals, first.3))
         }
         let total = Date()
         t = Date()
@@ -83,7 +79,6 @@ struct BenchPipeline: ParsableCommand {
             pipeline.prior.step([priorJob])
             priorSteps.append(lap("prior"))
         }
-        merge("prior")
         let embeddings = pipeline.prior.imageEmbeddings(priorJob)
         _ = lap()
         let decoderJob = try pipeline.decoder.start(request, imageEmbeddings: embeddings, generator: generator)
@@ -93,7 +88,6 @@ struct BenchPipeline: ParsableCommand {
             pipeline.decoder.step([decoderJob])
             decoderSteps.append(lap("decoder"))
         }
-        merge("decoder")
         let images = try pipeline.decoder.images(decoderJob)
         let vq = lap("vqgan", PaellaVQModel.weightPrecision(precision))
         let totalSeconds = Date().timeIntervalSince(total)
@@ -114,20 +108,20 @@ struct BenchPipeline: ParsableCommand {
             "peak_rss_gb": peakRSS / 1e9,
             "image_mean": images.mean(), "gemm_peak_gflops": peaks[precision]!,
         ]
-        for (stage, seconds, counted, stagePrecision) in profiles {
+        func report(_ prefix: String, seconds: Double, counted: GEMMProfile.Totals, precision: Precision) {
             let rate = counted.operations / max(seconds, 1e-9) / 1e9
-            result["\(stage)_gemm_gop"] = counted.operations / 1e9
-            result["\(stage)_gemm_s"] = counted.seconds
-            result["\(stage)_gflops"] = rate
-            result["\(stage)_gemm_peak_fraction"] = rate / peaks[stagePrecision]!
-            result["\(stage)_non_gemm_share"] = max(0, 1 - counted.seconds / max(seconds, 1e-9))
+            result[prefix + "gemm_gop"] = counted.operations / 1e9
+            result[prefix + "gemm_s"] = counted.seconds
+            result[prefix + "gflops"] = rate
+            result[prefix + "gemm_peak_fraction"] = rate / peaks[precision]!
+            result[prefix + "non_gemm_share"] = max(0, 1 - counted.seconds / max(seconds, 1e-9))
+        }
+        for (stage, figures) in stages {
+            report(stage + "_", seconds: figures.seconds, counted: figures.counted, precision: figures.precision)
         }
         // End to end: every stage's products over the whole generation's wall time, against the precision's rate.
-        let all = profiles.reduce(GEMMProfile.Totals()) { $0 + $1.2 }
-        result["gemm_gop"] = all.operations / 1e9
-        result["gflops"] = all.operations / max(totalSeconds, 1e-9) / 1e9
-        result["gemm_peak_fraction"] = all.operations / max(totalSeconds, 1e-9) / 1e9 / peaks[precision]!
-        result["non_gemm_share"] = max(0, 1 - all.seconds / max(totalSeconds, 1e-9))
+        report("", seconds: totalSeconds, counted: stages.values.reduce(GEMMProfile.Totals()) { $0 + $1.counted },
+               precision: precision)
         if let output {
             // The first image, [H, W, 3].
             let shape = Array(images.shape.dropFirst())
@@ -159,12 +153,8 @@ enum GEMMRate {
         var rate = 0.0
         for (m, k, n) in [(288, 1536, 6144), (1152, 1536, 6144), (16384, 320, 1280)] {
             let x = g.randn([m, k]), layer = Linear(weight: g.randn([n, k]), bias: g.randn([n])).converted(to: precision)
-            _ = layer(x)
-            for _ in 0..<3 {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                _ = layer(x)
-                rate = max(rate, 2 * Double(m * k * n) / (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) / 1e9)
-            }
+            let product = OpCase(name: "linear \(m)x\(k)->\(n)", work: 2 * Double(m * k * n), unit: "GFLOP/s") { _ = layer(x) }
+            rate = max(rate, product.work / product.times(repeats: 3)[0] / 1e9)
         }
         return rate
     }
