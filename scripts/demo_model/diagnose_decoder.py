@@ -69,6 +69,7 @@ def main():
             out = vq.decode(latents * scale).sample.clamp(0, 1).permute(0, 2, 3, 1).numpy()
         if args.images:
             from PIL import Image
+            os.makedirs(args.images, exist_ok=True)
             strip = np.concatenate([np.concatenate(list(out[:8]), 1), np.concatenate(list(out[8:16]), 1)], 0)
             Image.fromarray((strip * 255).round().astype(np.uint8)).save(
                 os.path.join(args.images, f"from-t{float(ts[start]):.3f}.png"))

@@ -98,7 +98,12 @@ PLAN = {
     # barely sees the clean latents ((1 - a) / a is 60 at t = 0.917), so the decoder never learns to draw them from
     # the features, which only it has there.
     # Extended from 5000 to 8000 steps after a look at step 5000 (scores still rising from 2500 to 5000).
-    "b": dict(steps=8000, batch=8, lr=1e-3, horizons=[(1750, 3750), (5000, 5000), (8000, 8000)], x0_weight_from=1750),
+    # From step 8000 (after a look at step 8000: from t = 1 colour 10 / shape 7 / position 14 of 16, end to end 256 px
+    # colour 48.4, shape 15.6, position 76.6; the first step's clean-latent estimate, MSE 0.28 against 0.06 from
+    # t = 0.917, fixes a blob the later steps keep) the cap is 1000 (x0_cap_from) and the object's latents, dilated by
+    # a latent pixel, weigh 4x (object_weight_from): the shapes came out as blobs with mixed-colour edges.
+    "b": dict(steps=10000, batch=8, lr=1e-3, horizons=[(1750, 3750), (5000, 5000), (8000, 8000), (10000, 10000)],
+              x0_weight_from=1750, x0_cap_from=8000, object_weight_from=8000),
     "c": dict(steps=6000, batch=32, lr=1e-3, horizons=[(6000, 6000)]),
 }
 # Prior latent sides trained (image side = 4 * int(side * 10.67)): 128, 256, 384 and 512 px.
@@ -219,20 +224,34 @@ def alpha_cumprod(t, s=0.008):
     return (torch.cos((t + s) / (1 + s) * math.pi * 0.5) ** 2 / init).clamp(0.0001, 0.9999)
 
 
-def diffusion_loss(model_fn, x0, gen, x0_weight=False):
+def diffusion_loss(model_fn, x0, gen, x0_weight=False, x0_cap=100.0, pixel_weight=None):
     """Noise-prediction MSE weighted by diffuzz's p2 weight (k = 1, gamma = 1), t as in train_stage_C.py; with
     x0_weight, weighted by min((1 - a) / a, 100) instead: the MSE of the clean sample the predicted noise implies,
-    (1 - a) / a times the noise's, capped near t = 1 where it would be 10^4 times (alpha_cumprod 1e-4). The same as
-    p2 = 1 - a at low noise (a near 1)."""
+    (1 - a) / a times the noise's, capped (x0_cap) near t = 1 where it would be 10^4 times (alpha_cumprod 1e-4). The
+    same as p2 = 1 - a at low noise (a near 1). pixel_weight (broadcast to x0) weighs the squared errors per element."""
     t = (1 - torch.rand(x0.size(0), generator=gen)).mul(1.08).add(0.001).clamp(0.001, 1.0)
     noise = torch.randn(x0.shape, generator=gen)
     a = alpha_cumprod(t).view(-1, *[1] * (x0.dim() - 1))
     noised = a.sqrt() * x0 + (1 - a).sqrt() * noise
     pred = model_fn(noised, t)
-    loss = F.mse_loss(pred, noise, reduction="none").mean(dim=list(range(1, x0.dim())))
+    err = F.mse_loss(pred, noise, reduction="none")
+    if pixel_weight is not None:
+        err = err * pixel_weight
+    loss = err.mean(dim=list(range(1, x0.dim())))
     ac = alpha_cumprod(t)
-    weight = ((1 - ac) / ac).clamp(max=100.0) if x0_weight else (1 + ac / (1 - ac)) ** -1.0
+    weight = ((1 - ac) / ac).clamp(max=x0_cap) if x0_weight else (1 + ac / (1 - ac)) ** -1.0
     return (loss * weight).mean()
+
+
+def object_weights(drawn, side, weight=4.0):
+    """[n, 1, side, side]: `weight` on the latents within a latent pixel of each scene's object, 1 elsewhere."""
+    coords = np.arange(side, dtype=np.float32) + 0.5
+    out = np.ones((len(drawn), 1, side, side), np.float32)
+    for i, s in enumerate(drawn):
+        cx, cy, extent = s.geometry()
+        sdf = scenes.signed_distance(s.shape, coords[None, :] - cx * side, coords[:, None] - cy * side, extent * side)
+        out[i, 0][sdf < 1.0] = weight
+    return torch.from_numpy(out)
 
 
 def encode_text(tok, encoder, captions):
@@ -341,6 +360,8 @@ def train(stage, workdir):
         rng_state = SEED * 1_000_003 + step * 7 + {"a": 1, "b": 3, "c": 4}[stage]
         gen = torch.Generator().manual_seed(rng_state)
         ctx["x0_weight"] = step >= plan.get("x0_weight_from", plan["steps"])
+        ctx["x0_cap"] = 1000.0 if step >= plan.get("x0_cap_from", plan["steps"]) else 100.0
+        ctx["object_weight"] = step >= plan.get("object_weight_from", plan["steps"])
         loss = step_loss(stage, modules, ctx, tok, rng_state, plan["batch"], gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -424,8 +445,9 @@ def step_loss(stage, modules, ctx, tok, rng_state, n, gen):
             keep = (torch.rand(n, generator=gen) > 0.05).float().view(-1, 1, 1, 1)
             effnet = effnet * keep
             clip, _ = encode_text(tok, ctx["text"], captions)
+            weight = object_weights(drawn, latents.size(-1)) if ctx["object_weight"] else None
         return diffusion_loss(lambda xt, t: modules["decoder"](xt, t, effnet=effnet, clip=clip), latents, gen,
-                              ctx["x0_weight"])
+                              ctx["x0_weight"], ctx["x0_cap"], weight)
     # Stage C: the prior learns the normalised features, (features + 1) / 42 = z, given the caption; the
     # caption parser's loss trains its text encoder alongside.
     drawn, captions = scenes.captioned(rng, n, DROP_CAPTION)
