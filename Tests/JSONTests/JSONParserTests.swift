@@ -42,19 +42,14 @@ import Testing
     }
 
     @Test func errorsSayWhereAndWhat() throws {
+        // (text, offset of the problem, reason)
         let cases: [(String, Int, String)] = [
-            ("", 0, "the input is empty"),
-            ("{\"a\":1,}", 7, "expected a quoted member name, found '}'"),
-            ("[1,]", 3, "expected a value, found ']'"),
-            ("01", 1, "a number may not have leading zeros"),
-            ("\"a\u{1}\"", 2, "a control character (byte 0x1) inside a string must be escaped"),
-            ("\"a\\qb\"", 2, "invalid escape '\\q'"),
-            ("[\"\\udc00\"]", 2, "unpaired surrogate \\udc00: a low surrogate escape without a high one"),
-            ("{} x", 3, "unexpected text after the JSON value"),
-            ("[nul]", 1, "invalid literal, expected null"),
-            ("1.", 2, "expected a digit after '.', found the end of the input"),
-            ("{\"a\" 1}", 5, "expected ':' after a member name, found '1'"),
-            ("\"abc", 0, "unterminated string"),
+            ("", 0, "the input is empty"), ("{\"a\":1,}", 7, "expected a quoted member name, found '}'"),
+            ("[1,]", 3, "expected a value, found ']'"), ("01", 1, "a number may not have leading zeros"),
+            ("\"a\u{1}\"", 2, "a control character (byte 0x1) inside a string must be escaped"), ("\"a\\qb\"", 2, "invalid escape '\\q'"),
+            ("[\"\\udc00\"]", 2, "unpaired surrogate \\udc00: a low surrogate escape without a high one"), ("{} x", 3, "unexpected text after the JSON value"),
+            ("[nul]", 1, "invalid literal, expected null"), ("1.", 2, "expected a digit after '.', found the end of the input"),
+            ("{\"a\" 1}", 5, "expected ':' after a member name, found '1'"), ("\"abc", 0, "unterminated string"),
         ]
         for (text, offset, reason) in cases {
             let e = failure(Array(text.utf8))
