@@ -91,21 +91,13 @@ private struct JSONParser {
     }
 
     private mutating func parseObject(depth: Int) throws(JSONSyntaxError) -> JSONValue {
-        guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
-        i += 1  // {
         var members: [(String, JSONValue)] = []
         // Duplicate keys: a linear search while the object is small, a set past that (a vocabulary has 49408 keys).
         var keys: Set<String>?
-        skipWhitespace()
-        if !atEnd, bytes[i] == UInt8(ascii: "}") {
-            i += 1
-            return .object(members)
-        }
-        while true {
-            skipWhitespace()
-            guard !atEnd, bytes[i] == UInt8(ascii: "\"") else { throw error("expected a quoted member name, found \(found)") }
-            let keyOffset = i
-            let key = try parseString()
+        try parseContainer(depth: depth, close: UInt8(ascii: "}"), in: "an object") { p throws(JSONSyntaxError) in
+            guard !p.atEnd, p.bytes[p.i] == UInt8(ascii: "\"") else { throw p.error("expected a quoted member name, found \(p.found)") }
+            let keyOffset = p.i
+            let key = try p.parseString()
             let repeated: Bool
             if members.count < 12 {
                 repeated = members.contains { $0.0 == key }
@@ -114,36 +106,43 @@ private struct JSONParser {
                 repeated = !keys!.insert(key).inserted
             }
             if repeated { throw JSONSyntaxError(offset: keyOffset, reason: "duplicate key \(JSONValue.quoted(key))", duplicateKey: key) }
-            skipWhitespace()
-            guard !atEnd, bytes[i] == UInt8(ascii: ":") else { throw error("expected ':' after a member name, found \(found)") }
-            i += 1
-            skipWhitespace()
-            members.append((key, try parseValue(depth: depth)))
-            skipWhitespace()
-            guard !atEnd else { throw error("unexpected end of input in an object") }
-            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
-            throw error("expected ',' or '}' in an object, found \(found)")
+            p.skipWhitespace()
+            guard !p.atEnd, p.bytes[p.i] == UInt8(ascii: ":") else { throw p.error("expected ':' after a member name, found \(p.found)") }
+            p.i += 1
+            p.skipWhitespace()
+            members.append((key, try p.parseValue(depth: depth)))
         }
+        return .object(members)
     }
 
     private mutating func parseArray(depth: Int) throws(JSONSyntaxError) -> JSONValue {
-        guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
-        i += 1  // [
         var items: [JSONValue] = []
+        try parseContainer(depth: depth, close: UInt8(ascii: "]"), in: "an array") { p throws(JSONSyntaxError) in
+            items.append(try p.parseValue(depth: depth))
+        }
+        return .array(items)
+    }
+
+    /// An object or array, `i` at its opening bracket: `element` reads each member or item (whitespace
+    /// before it skipped), separated by commas, up to `close`.
+    private mutating func parseContainer(
+        depth: Int, close: UInt8, in what: String, _ element: (inout JSONParser) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) {
+        guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+        i += 1
         skipWhitespace()
-        if !atEnd, bytes[i] == UInt8(ascii: "]") {
+        if !atEnd, bytes[i] == close {
             i += 1
-            return .array(items)
+            return
         }
         while true {
             skipWhitespace()
-            items.append(try parseValue(depth: depth))
+            try element(&self)
             skipWhitespace()
-            guard !atEnd else { throw error("unexpected end of input in an array") }
+            guard !atEnd else { throw error("unexpected end of input in \(what)") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
-            throw error("expected ',' or ']' in an array, found \(found)")
+            if bytes[i] == close { i += 1; return }
+            throw error("expected ',' or '\(Character(Unicode.Scalar(close)))' in \(what), found \(found)")
         }
     }
 
