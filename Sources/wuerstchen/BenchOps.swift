@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JSON
 import Tensor
 
 /// `wuerstchen bench ops`: every op at the model's real shapes. `scripts/bench_ops.py` runs the
@@ -22,25 +23,25 @@ struct BenchOps: ParsableCommand {
 
     func run() throws {
         Compute.configure(threads: threads)
-        var results: [[String: Any]] = []
+        var results: [JSONValue] = []
         if !json {
             print("OpenBLAS core \(Compute.blasCoreName), \(Compute.blasThreads) threads, GELU kernel \(KernelPath.bestName)")
         }
         for c in OpCases.all() where filter.map({ c.name.contains($0) }) ?? true {
             let s = c.time(repeats: repeats)
             let rate = c.work / s / 1e9
-            results.append(["name": c.name, "seconds": s, "rate": rate, "unit": c.unit])
+            results.append(.object([("name", .string(c.name)), ("rate", .double(rate)), ("seconds", .double(s)), ("unit", .string(c.unit))]))
             if !json {
                 print(String(format: "%-48@ %9.3f ms %9.1f %@", c.name, s * 1e3, rate, c.unit))
             }
         }
         if json {
-            let object: [String: Any] = [
-                "blas_core": Compute.blasCoreName, "threads": Compute.blasThreads, "cases": results,
-                "gelu_kernel": KernelPath.bestName,
-            ]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            // Keys in sorted order, as before.
+            let object = JSONValue.object([
+                ("blas_core", .string(Compute.blasCoreName)), ("cases", .array(results)), ("gelu_kernel", .string(KernelPath.bestName)),
+                ("threads", .int(Compute.blasThreads)),
+            ])
+            print(object.serialized)
         }
     }
 }
