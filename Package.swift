@@ -22,6 +22,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "wuerstchen", targets: ["wuerstchen"]),
+        .library(name: "JSON", targets: ["JSON"]),
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .library(name: "CLIP", targets: ["CLIP"]),
@@ -48,26 +49,31 @@ let package = Package(
         // AVX-512 kernels in C, chosen at run time (Swift builds for x86-64-v3, see cpuFlags); plain C
         // elsewhere: it builds on any x86-64 and is empty on other architectures.
         .target(name: "CKernels"),
+        // The one JSON reader and writer (strict: depth limit, duplicate keys and invalid UTF-8 rejected,
+        // numbers kept as text), with a Decoder for Codable configs: safetensors headers, model configs,
+        // tokenizer files, the HTTP bodies and error bodies, the server configuration. No dependencies.
+        .target(name: "JSON"),
         .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels"], swiftSettings: optimise),
         // <sys/epoll.h> and <sys/eventfd.h> behind C wrappers (the Glibc module exports neither, and
         // `struct epoll_event` is packed on x86-64, which Swift cannot lay out); Linux only.
         .target(name: "CEpoll"),
-        .target(name: "HTTP1", dependencies: ["COpenSSL", "CEpoll"]),
+        // JSON for its error bodies only.
+        .target(name: "HTTP1", dependencies: ["COpenSSL", "CEpoll", "JSON"]),
         // libpng behind a small C shim that catches libpng's longjmp errors (libpng-dev, zlib1g-dev).
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png")]),
         .target(name: "Imaging", dependencies: ["CPNG", "Tensor"]),
-        .target(name: "SafeTensors", dependencies: ["Tensor"]),
+        .target(name: "SafeTensors", dependencies: ["Tensor", "JSON"]),
         .target(
-            name: "CLIP", dependencies: ["Tensor", "SafeTensors"],
+            name: "CLIP", dependencies: ["Tensor", "SafeTensors", "JSON"],
             resources: [.copy("Resources")]),
         // Resources/DemoModel: the trained demo pipeline (scripts/demo_model/train.py), diffusers layout.
         .target(
-            name: "Wuerstchen", dependencies: ["Tensor", "SafeTensors", "CLIP"],
+            name: "Wuerstchen", dependencies: ["Tensor", "SafeTensors", "CLIP", "JSON"],
             resources: [.copy("Resources")]),
         .target(
             name: "Serving",
             dependencies: [
-                "HTTP1", "CLIP", "Wuerstchen", "Imaging", "Tensor",
+                "HTTP1", "CLIP", "Wuerstchen", "Imaging", "Tensor", "JSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -75,9 +81,10 @@ let package = Package(
         .executableTarget(
             name: "wuerstchen",
             dependencies: [
-                "Tensor", "SafeTensors", "CLIP", "Wuerstchen", "Imaging", "Serving",
+                "Tensor", "SafeTensors", "CLIP", "Wuerstchen", "Imaging", "Serving", "JSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(
             name: "TensorTests", dependencies: ["Tensor", "SafeTensors"],
             resources: [.copy("Fixtures")], swiftSettings: [.swiftLanguageMode(.v5)]),
@@ -89,10 +96,10 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensor"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
-        .testTarget(name: "ServingTests", dependencies: ["Serving", "HTTP1", "Wuerstchen", "Imaging", "Tensor"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "HTTP1", "Wuerstchen", "Imaging", "Tensor", "JSON"]),
         // Runs the built `wuerstchen` executable (the test script builds every product first).
         .testTarget(name: "CLITests", dependencies: ["Imaging", "SafeTensors", "Tensor"]),
         .testTarget(
-            name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensor"]),
+            name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensor", "JSON"]),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// Loading from the files Hugging Face repositories ship: `tokenizer.json` (the fast format), or
 /// `vocab.json` + `merges.txt`; with `tokenizer_config.json` / `special_tokens_map.json` for the special
@@ -48,8 +49,7 @@ extension CLIPTokenizer {
     }
 
     init(vocabulary vocabURL: URL, merges mergesURL: URL, configuration: TokenizerConfiguration) throws {
-        let vocabObject = try readJSON(vocabURL)
-        guard let entries = vocabObject as? [String: Any] else {
+        guard case .object(let entries) = try readJSON(vocabURL) else {
             throw CLIPTokenizerError(file: vocabURL.path, reason: "expected a JSON object of token -> id")
         }
         let vocab = try Self.vocabulary(entries, file: vocabURL.path, field: "")
@@ -61,51 +61,51 @@ extension CLIPTokenizer {
 
     init(tokenizerJSON url: URL, configuration: TokenizerConfiguration) throws {
         let path = url.path
-        guard let root = try readJSON(url) as? [String: Any] else {
+        let root = try readJSON(url)
+        guard case .object = root else {
             throw CLIPTokenizerError(file: path, reason: "expected a JSON object")
         }
         func fail(_ reason: String) -> CLIPTokenizerError { CLIPTokenizerError(file: path, reason: reason) }
-        guard let model = root["model"] as? [String: Any] else { throw fail("missing \"model\" object") }
-        let type = model["type"] as? String
+        guard let model = root["model"], case .object = model else { throw fail("missing \"model\" object") }
+        let type = model["type"]?.stringValue
         guard type == nil || type == "BPE" else {
             throw fail("model.type is \"\(type!)\": CLIP's tokenizer is a BPE model")
         }
-        if let dropout = model["dropout"], !(dropout is NSNull) {
+        if let dropout = model["dropout"], !dropout.isNull {
             throw fail("model.dropout is \(dropout): BPE dropout is not supported (CLIP uses none)")
         }
-        if let suffix = model["end_of_word_suffix"], !(suffix is NSNull), suffix as? String != BytePairEncoding.endOfWordSuffix {
+        if let suffix = model["end_of_word_suffix"], !suffix.isNull, suffix.stringValue != BytePairEncoding.endOfWordSuffix {
             throw fail("model.end_of_word_suffix is \(suffix): CLIP's BPE uses \"</w>\"")
         }
-        if let prefix = model["continuing_subword_prefix"], !(prefix is NSNull), prefix as? String != "" {
+        if let prefix = model["continuing_subword_prefix"], !prefix.isNull, prefix.stringValue != "" {
             throw fail("model.continuing_subword_prefix is \(prefix): CLIP's BPE uses none")
         }
-        if model["byte_fallback"] as? Bool == true { throw fail("model.byte_fallback is true: CLIP's BPE has none") }
+        if model["byte_fallback"]?.boolValue == true { throw fail("model.byte_fallback is true: CLIP's BPE has none") }
         try Self.checkNormalizer(root["normalizer"], file: path)
         try Self.checkPreTokenizer(root["pre_tokenizer"], file: path)
 
-        let vocab: [String: Int32]
-        if let entries = model["vocab"] as? [String: Any] {
-            vocab = try Self.vocabulary(entries, file: path, field: "model.vocab")
-        } else {
-            throw fail("model.vocab: expected an object of token -> id")
-        }
-        guard let mergeList = model["merges"] as? [Any] else { throw fail("model.merges: expected an array") }
+        guard case .object(let entries)? = model["vocab"] else { throw fail("model.vocab: expected an object of token -> id") }
+        let vocab = try Self.vocabulary(entries, file: path, field: "model.vocab")
+        guard case .array(let mergeList)? = model["merges"] else { throw fail("model.merges: expected an array") }
         var merges: [(String, String, line: Int?)] = []
         merges.reserveCapacity(mergeList.count)
         for (i, item) in mergeList.enumerated() {
-            if let s = item as? String {
+            switch item {
+            case .string(let s):
                 let parts = s.split(separator: " ", omittingEmptySubsequences: false)
                 guard parts.count == 2 else { throw fail("model.merges[\(i)] \"\(s)\": expected \"left right\"") }
                 merges.append((String(parts[0]), String(parts[1]), nil))
-            } else if let pair = item as? [Any], pair.count == 2, let a = pair[0] as? String, let b = pair[1] as? String {
-                merges.append((a, b, nil))
-            } else {
+            case .array(let pair) where pair.count == 2 && pair.allSatisfy({ $0.stringValue != nil }):
+                merges.append((pair[0].stringValue!, pair[1].stringValue!, nil))
+            default:
                 throw fail("model.merges[\(i)]: expected \"left right\" or [\"left\", \"right\"]")
             }
         }
         var added: [AddedTokenSpec] = []
         if let list = root["added_tokens"] {
-            guard let tokens = list as? [[String: Any]] else { throw fail("added_tokens: expected an array of objects") }
+            guard case .array(let tokens) = list, tokens.allSatisfy({ $0.objectValue != nil }) else {
+                throw fail("added_tokens: expected an array of objects")
+            }
             for (i, token) in tokens.enumerated() {
                 added.append(try AddedTokenSpec(token, file: path, field: "added_tokens[\(i)]"))
             }
@@ -184,10 +184,11 @@ extension CLIPTokenizer {
         return merges
     }
 
-    static func vocabulary(_ entries: [String: Any], file: String, field: String) throws -> [String: Int32] {
+    /// Token -> id; an id is a non-negative integer (`5`, or an integral number such as `5.0`, as Python reads it).
+    static func vocabulary(_ entries: [(String, JSONValue)], file: String, field: String) throws -> [String: Int32] {
         var vocab = [String: Int32](minimumCapacity: entries.count)
         for (token, value) in entries {
-            guard let number = value as? NSNumber, !isJSONBoolean(number), let id = Int32(exactly: number.doubleValue), id >= 0 else {
+            guard let id = exactInt32(value), id >= 0 else {
                 throw CLIPTokenizerError(
                     file: file, reason: "\(field.isEmpty ? "" : field + ": ")token \"\(token)\" has id \(value): expected a non-negative integer")
             }
@@ -196,57 +197,53 @@ extension CLIPTokenizer {
         return vocab
     }
 
-    static func checkNormalizer(_ value: Any?, file: String) throws {
-        guard let value, !(value is NSNull) else { return }
+    static func checkNormalizer(_ value: JSONValue?, file: String) throws {
+        guard let value, !value.isNull else { return }
         let expected = #"Sequence [NFC, Replace(Regex "\s+" -> " "), Lowercase]"#
         func fail() -> CLIPTokenizerError {
             CLIPTokenizerError(file: file, reason: "normalizer is not CLIP's \(expected): this tokenizer cannot honour it")
         }
-        guard let object = value as? [String: Any], object["type"] as? String == "Sequence",
-              let steps = object["normalizers"] as? [[String: Any]], steps.count == 3,
-              steps[0]["type"] as? String == "NFC", steps[2]["type"] as? String == "Lowercase",
-              steps[1]["type"] as? String == "Replace", steps[1]["content"] as? String == " ",
-              (steps[1]["pattern"] as? [String: Any])?["Regex"] as? String == #"\s+"#
+        guard value["type"]?.stringValue == "Sequence", let steps = value["normalizers"]?.arrayValue, steps.count == 3,
+              steps[0]["type"]?.stringValue == "NFC", steps[2]["type"]?.stringValue == "Lowercase",
+              steps[1]["type"]?.stringValue == "Replace", steps[1]["content"]?.stringValue == " ",
+              steps[1]["pattern"]?["Regex"]?.stringValue == #"\s+"#
         else { throw fail() }
     }
 
-    static func checkPreTokenizer(_ value: Any?, file: String) throws {
-        guard let value, !(value is NSNull) else { return }
+    static func checkPreTokenizer(_ value: JSONValue?, file: String) throws {
+        guard let value, !value.isNull else { return }
         func fail(_ what: String) -> CLIPTokenizerError {
             CLIPTokenizerError(
                 file: file, reason: "pre_tokenizer \(what): expected CLIP's Sequence [Split(CLIP pattern, Removed, invert), ByteLevel(add_prefix_space: false)]")
         }
-        guard let object = value as? [String: Any], object["type"] as? String == "Sequence",
-              let steps = object["pretokenizers"] as? [[String: Any]], steps.count == 2
+        guard value["type"]?.stringValue == "Sequence", let steps = value["pretokenizers"]?.arrayValue, steps.count == 2,
+              steps.allSatisfy({ $0.objectValue != nil })
         else { throw fail("is not a two-step Sequence") }
         let split = steps[0], byteLevel = steps[1]
-        let pattern = (split["pattern"] as? [String: Any])?["Regex"] as? String
-        guard split["type"] as? String == "Split",
+        let pattern = split["pattern"]?["Regex"]?.stringValue
+        guard split["type"]?.stringValue == "Split",
               pattern == CLIPPreTokenizer.splitPattern || pattern == CLIPPreTokenizer.convertedSplitPattern,
-              split["behavior"] as? String == "Removed", split["invert"] as? Bool == true
+              split["behavior"]?.stringValue == "Removed", split["invert"]?.boolValue == true
         else { throw fail("has a first step other than CLIP's Split (pattern \(pattern ?? "none"))") }
-        guard byteLevel["type"] as? String == "ByteLevel", byteLevel["add_prefix_space"] as? Bool != true,
-              byteLevel["use_regex"] as? Bool != false
+        guard byteLevel["type"]?.stringValue == "ByteLevel", byteLevel["add_prefix_space"]?.boolValue != true,
+              byteLevel["use_regex"]?.boolValue != false
         else { throw fail("has a second step other than ByteLevel(add_prefix_space: false, use_regex: true)") }
     }
 }
 
 /// Reads a JSON file; errors name the file and what the parser found (with its line and column).
-func readJSON(_ url: URL) throws -> Any {
+func readJSON(_ url: URL) throws -> JSONValue {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {
         throw CLIPTokenizerError(file: url.path, reason: "cannot read: \(error.localizedDescription)")
     }
     do {
-        return try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        return try JSONValue.parse(data)
     } catch {
-        let detail = (error as NSError).userInfo["NSDebugDescription"] as? String ?? "\(error)"
-        throw CLIPTokenizerError(file: url.path, reason: "invalid JSON: \(detail)")
+        throw CLIPTokenizerError(file: url.path, reason: "invalid JSON: \(error.located)")
     }
 }
 
-/// Whether a number JSONSerialization returned was written `true`/`false` (NSNumber bridges both ways,
-/// so `is Bool` cannot tell).
-func isJSONBoolean(_ number: NSNumber) -> Bool {
-    number.objCType.pointee == CChar(UInt8(ascii: "c")) || number.objCType.pointee == CChar(UInt8(ascii: "B"))
-}
+/// A number whose value is an integer in Int32 (`5`, `5.0`, `5e0`: the ids and lengths Python would take),
+/// else nil; never a boolean.
+func exactInt32(_ value: JSONValue) -> Int32? { value.doubleValue.flatMap { Int32(exactly: $0) } }

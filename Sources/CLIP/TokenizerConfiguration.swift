@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// An added token as `tokenizer.json`'s `added_tokens`, `tokenizer_config.json`'s `added_tokens_decoder`
 /// or a special-token entry declares it.
@@ -16,27 +17,27 @@ struct AddedTokenSpec: Sendable {
     }
 
     /// From a string (a special token: `normalized: false`) or an `AddedToken` object.
-    init(_ value: Any, id: Int32? = nil, file: String, field: String) throws {
-        if let s = value as? String {
+    init(_ value: JSONValue, id: Int32? = nil, file: String, field: String) throws {
+        if case .string(let s) = value {
             self.init(content: s, id: id)
             return
         }
-        guard let object = value as? [String: Any], let content = object["content"] as? String else {
+        guard let content = value["content"]?.stringValue else {
             throw CLIPTokenizerError(file: file, reason: "\(field): expected a string or an object with a \"content\" string")
         }
-        for flag in ["lstrip", "rstrip", "single_word"] where object[flag] as? Bool == true {
+        for flag in ["lstrip", "rstrip", "single_word"] where value[flag]?.boolValue == true {
             throw CLIPTokenizerError(file: file, reason: "\(field) \"\(content)\": \(flag): true is not supported")
         }
         var tokenID = id
-        if let value = object["id"] {
-            guard let number = value as? NSNumber, let exact = Int32(exactly: number.doubleValue) else {
-                throw CLIPTokenizerError(file: file, reason: "\(field) \"\(content)\": id \(value) is not an integer")
+        if let given = value["id"] {
+            guard let exact = exactInt32(given) else {
+                throw CLIPTokenizerError(file: file, reason: "\(field) \"\(content)\": id \(given) is not an integer")
             }
             tokenID = exact
         }
         // transformers' AddedToken defaults: normalized = not special (special tokens are matched raw).
-        let special = object["special"] as? Bool ?? true
-        self.init(content: content, id: tokenID, normalized: object["normalized"] as? Bool ?? !special)
+        let special = value["special"]?.boolValue ?? true
+        self.init(content: content, id: tokenID, normalized: value["normalized"]?.boolValue ?? !special)
     }
 }
 
@@ -61,22 +62,24 @@ struct TokenizerConfiguration: Sendable {
         var hasDecoder = false
         if let url = tokenizerConfig {
             file = url.path
-            guard let object = try readJSON(url) as? [String: Any] else {
+            let object = try readJSON(url)
+            guard case .object = object else {
                 throw CLIPTokenizerError(file: url.path, reason: "expected a JSON object")
             }
             try apply(object, file: url.path)
             if let length = object["model_max_length"] {
-                guard let number = length as? NSNumber, !isJSONBoolean(number), number.doubleValue >= 2 else {
+                // transformers' "no limit" placeholder is the integer 1e30: read as Python reads it, through Double.
+                guard let number = length.doubleValue, number >= 2 else {
                     throw CLIPTokenizerError(file: url.path, reason: "model_max_length \(length): expected an integer of at least 2")
                 }
-                if number.doubleValue <= 1_000_000, let exact = Int(exactly: number.doubleValue) { modelMaxLength = exact }
+                if number <= 1_000_000, let exact = Int(exactly: number) { modelMaxLength = exact }
             }
             if let decoder = object["added_tokens_decoder"] {
                 hasDecoder = true
-                guard let entries = decoder as? [String: Any] else {
+                guard case .object(let entries) = decoder else {
                     throw CLIPTokenizerError(file: url.path, reason: "added_tokens_decoder: expected an object of id -> token")
                 }
-                for (key, value) in entries.sorted(by: { $0.key < $1.key }) {
+                for (key, value) in entries.sorted(by: { $0.0 < $1.0 }) {
                     guard let id = Int32(key) else {
                         throw CLIPTokenizerError(file: url.path, reason: "added_tokens_decoder: key \"\(key)\" is not an integer id")
                     }
@@ -85,16 +88,18 @@ struct TokenizerConfiguration: Sendable {
             }
         }
         if let url = specialTokensMap, !hasDecoder {
-            guard let object = try readJSON(url) as? [String: Any] else {
+            let object = try readJSON(url)
+            guard case .object = object else {
                 throw CLIPTokenizerError(file: url.path, reason: "expected a JSON object")
             }
             try apply(object, file: url.path)
         }
     }
 
-    private mutating func apply(_ object: [String: Any], file: String) throws {
+    /// The special tokens of `object` (a JSON object).
+    private mutating func apply(_ object: JSONValue, file: String) throws {
         func token(_ key: String) throws -> AddedTokenSpec? {
-            guard let value = object[key], !(value is NSNull) else { return nil }
+            guard let value = object[key], !value.isNull else { return nil }
             return try AddedTokenSpec(value, file: file, field: key)
         }
         if let t = try token("bos_token") { bos = t }

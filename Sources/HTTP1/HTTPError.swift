@@ -1,3 +1,5 @@
+import JSON
+
 /// A protocol error with the status to answer it with; rendered as the OpenAI-style JSON error body
 /// `{"error": {"message", "type", "param": null, "code"}}` (ARCHITECTURE.md).
 public struct HTTPError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -22,30 +24,15 @@ public struct HTTPError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(status) \(code): \(message)" }
 
     /// The UTF-8 JSON body `{"error":{"message":…,"type":…,"param":null,"code":…}}`.
-    public var jsonBody: [UInt8] {
-        let json = "{\"error\":{\"message\":\(Self.jsonString(message)),\"type\":\(Self.jsonString(type)),"
-            + "\"param\":null,\"code\":\(Self.jsonString(code))}}"
-        return Array(json.utf8)
-    }
+    public var jsonBody: [UInt8] { Self.errorDocument(message: message, type: type, param: nil, code: code).serializedBytes }
 
-    /// A JSON string literal for `s` (quotes, backslashes and control characters escaped); Serving
-    /// renders its JSON strings through it too.
-    public static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+    /// The OpenAI error document `{"error": {"message", "type", "param", "code"}}` (ARCHITECTURE.md), for
+    /// these errors and Serving's.
+    public static func errorDocument(message: String, type: String, param: String?, code: String?) -> JSONValue {
+        .object([("error", .object([
+            ("message", .string(message)), ("type", .string(type)),
+            ("param", param.map(JSONValue.string) ?? .null), ("code", code.map(JSONValue.string) ?? .null),
+        ]))])
     }
 }
 

@@ -1,9 +1,11 @@
 import Foundation
+import JSON
 
-/// Decodes `folder/<fileName>` (a component's `config.json`, or e.g. `scheduler_config.json`) as `T`.
+/// Decodes `folder/<fileName>` (a component's `config.json`, or e.g. `scheduler_config.json`) as `T`,
+/// read by the strict `JSONValue.parse` (a repeated key is an error) and `JSONValueDecoder`.
 ///
 /// Unknown keys are ignored (Codable's default); errors name the file, the key path and what was
-/// expected, e.g. `prior/config.json: key c_r: expected Int, found a string`.
+/// expected, e.g. `prior/config.json: key c_r: expected Int (expected Int, found a string)`.
 public func loadConfig<T: Decodable>(_ type: T.Type, from folder: URL, fileName: String = "config.json") throws -> T {
     let url = folder.appendingPathComponent(fileName)
     let data: Data
@@ -12,8 +14,14 @@ public func loadConfig<T: Decodable>(_ type: T.Type, from folder: URL, fileName:
     } catch {
         throw ModelFolderError(path: url.path, reason: "cannot read: \(error.localizedDescription)")
     }
+    let json: JSONValue
     do {
-        return try JSONDecoder().decode(T.self, from: data)
+        json = try JSONValue.parse(data)
+    } catch {
+        throw ModelFolderError(path: url.path, reason: "not valid JSON: \(error.located)")
+    }
+    do {
+        return try JSONValueDecoder().decode(T.self, from: json)
     } catch let error as DecodingError {
         throw ModelFolderError(path: url.path, reason: describe(error, as: T.self))
     } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// A pipeline folder's `model_index.json`, as written by diffusers / ppdiffusers
 /// (`DiffusionPipeline.save_pretrained`), e.g. for `warp-ai/wuerstchen-prior`:
@@ -46,22 +47,22 @@ public struct ModelIndex: Sendable, Equatable {
     public init(data: Data, path: String) throws {
         let json: JSONValue
         do {
-            json = try JSONReader.parse(data)
+            json = try JSONValue.parse(data)
         } catch {
-            throw ModelFolderError(path: path, reason: "not valid JSON: \(error)")
+            throw ModelFolderError(path: path, reason: "not valid JSON: \(error.located)")
         }
         guard case .object(let top) = json else {
-            throw ModelFolderError(path: path, reason: "is \(json.kindName), expected an object")
+            throw ModelFolderError(path: path, reason: "is \(json.kindDescription), expected an object")
         }
-        guard case .string(let className)? = top["_class_name"] else {
-            throw ModelFolderError(path: path, reason: "key _class_name: expected a string, found \(top["_class_name"]?.kindName ?? "nothing")")
+        guard case .string(let className)? = json["_class_name"] else {
+            throw ModelFolderError(path: path, reason: "key _class_name: expected a string, found \(json["_class_name"]?.kindDescription ?? "nothing")")
         }
         self.className = className
         var version: String?
         for key in ["_diffusers_version", "_ppdiffusers_version"] {
-            guard let v = top[key] else { continue }
+            guard let v = json[key] else { continue }
             guard case .string(let s) = v else {
-                throw ModelFolderError(path: path, reason: "key \(key): expected a string, found \(v.kindName)")
+                throw ModelFolderError(path: path, reason: "key \(key): expected a string, found \(v.kindDescription)")
             }
             version = version ?? s
         }

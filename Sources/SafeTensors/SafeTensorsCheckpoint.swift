@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Tensor
 
 /// A checkpoint that is either one `.safetensors` file or a sharded set described by a
@@ -55,29 +56,30 @@ public final class SafeTensorsCheckpoint: TensorSource, @unchecked Sendable {
         }
         let json: JSONValue
         do {
-            json = try JSONReader.parse(data)
-        } catch let e as JSONSyntaxError {
-            if let key = e.duplicateKey { throw fail("appears more than once in the shard index", tensor: key) }
-            throw fail("shard index is not valid JSON: \(e)")
+            json = try JSONValue.parse(data)
+        } catch {
+            if let key = error.duplicateKey { throw fail("appears more than once in the shard index", tensor: key) }
+            throw fail("shard index is not valid JSON: \(error.located)")
         }
-        guard case .object(let top) = json else { throw fail("shard index is \(json.kindName), expected an object") }
-        switch top["metadata"] {
+        guard case .object = json else { throw fail("shard index is \(json.kindDescription), expected an object") }
+        switch json["metadata"] {
         case nil, .null?: indexMetadata = [:]
-        case .object(let m)?: indexMetadata = m
-        case let other?: throw fail("\"metadata\" is \(other.kindName), expected an object")
+        case .object(let m)?: indexMetadata = Dictionary(uniqueKeysWithValues: m)
+        case let other?: throw fail("\"metadata\" is \(other.kindDescription), expected an object")
         }
-        guard let mapValue = top["weight_map"] else { throw fail("shard index has no \"weight_map\"") }
-        guard case .object(let map) = mapValue else { throw fail("\"weight_map\" is \(mapValue.kindName), expected an object") }
+        guard let mapValue = json["weight_map"] else { throw fail("shard index has no \"weight_map\"") }
+        guard case .object(let unsorted) = mapValue else { throw fail("\"weight_map\" is \(mapValue.kindDescription), expected an object") }
+        let map = unsorted.sorted { $0.0 < $1.0 }
 
         var shardNames: [String] = []
         var shardIndex: [String: Int] = [:]
         var shardOf: [String: Int] = [:]
-        for name in map.keys.sorted() {
-            guard case .string(let file) = map[name]! else {
-                throw fail("weight_map value is \(map[name]!.kindName), expected a shard file name", tensor: name)
+        for (name, value) in map {
+            guard case .string(let file) = value else {
+                throw fail("weight_map value is \(value.kindDescription), expected a shard file name", tensor: name)
             }
             guard !file.isEmpty, file != ".", file != "..", !file.contains("/"), !file.contains("\\") else {
-                throw fail("shard \(JSONWriter.quoted(file)) must be a plain file name in the index's folder", tensor: name)
+                throw fail("shard \(JSONValue.quoted(file)) must be a plain file name in the index's folder", tensor: name)
             }
             if shardIndex[file] == nil {
                 shardIndex[file] = shardNames.count
@@ -90,7 +92,7 @@ public final class SafeTensorsCheckpoint: TensorSource, @unchecked Sendable {
         for file in shardNames {
             let shardURL = folder.appendingPathComponent(file)
             guard FileManager.default.fileExists(atPath: shardURL.path) else {
-                let example = map.keys.sorted().first { map[$0] == .string(file) }
+                let example = map.first { $0.1 == .string(file) }?.0
                 throw fail("shard '\(file)' listed in the index is missing from \(folder.path)", tensor: example)
             }
             shards.append(try SafeTensorsFile(url: shardURL, access: access, limits: limits))

@@ -1,3 +1,5 @@
+import JSON
+
 /// Limits the reader enforces before trusting a file (hostile or damaged input must fail cleanly).
 public struct SafeTensorsLimits: Sendable {
     /// Largest header accepted, in bytes (the reference implementation's `MAX_HEADER_SIZE` is 100 MB).
@@ -22,7 +24,7 @@ public struct SafeTensorsLimits: Sendable {
 /// - `end - begin == product(shape) * dtype size`, computed without overflow;
 /// - the tensors, sorted by offset, tile the data section exactly: no overlap, no hole, nothing
 ///   after the last tensor (the reference rejects holes and trailing bytes alike, so do we);
-/// - no key appears twice (JSONSerialization would silently keep one).
+/// - no key appears twice (JSONSerialization would silently keep one; `JSONValue.parse` rejects it).
 struct SafeTensorsHeader {
     /// `__metadata__` entries.
     var metadata: [String: String] = [:]
@@ -52,19 +54,18 @@ struct SafeTensorsHeader {
         header.dataStart = 8 + headerLength
         let json: JSONValue
         do {
-            json = try JSONReader.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<header.dataStart]), maxDepth: limits.maxJSONDepth)
-        } catch let e as JSONSyntaxError {
-            if let key = e.duplicateKey {
+            json = try JSONValue.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<header.dataStart]), maxDepth: limits.maxJSONDepth)
+        } catch {
+            if let key = error.duplicateKey {
                 throw fail("appears more than once in the header", tensor: key)
             }
-            throw fail("header is not valid JSON: \(e.message) at header byte \(e.offset)")
+            throw fail("header is not valid JSON: \(error.reason) at header byte \(error.offset)")
         }
         guard case .object(let members) = json else {
-            throw fail("header is \(json.kindName), expected a JSON object")
+            throw fail("header is \(json.kindDescription), expected a JSON object")
         }
         let dataLength = size - header.dataStart
-        for name in members.keys.sorted() {
-            let value = members[name]!
+        for (name, value) in members.sorted(by: { $0.0 < $1.0 }) {
             if name == "__metadata__" {
                 header.metadata = try metadataMap(value, fail: fail)
                 continue
@@ -78,12 +79,12 @@ struct SafeTensorsHeader {
     private static func metadataMap(_ value: JSONValue, fail: (String, String?) -> SafeTensorsError) throws -> [String: String] {
         if value.isNull { return [:] }
         guard case .object(let map) = value else {
-            throw fail("__metadata__ is \(value.kindName), expected an object of strings", nil)
+            throw fail("__metadata__ is \(value.kindDescription), expected an object of strings", nil)
         }
         var out: [String: String] = [:]
         for (k, v) in map {
             guard case .string(let s) = v else {
-                throw fail("__metadata__ value for '\(k)' is \(v.kindName) (\(v)), expected a string", nil)
+                throw fail("__metadata__ value for '\(k)' is \(v.kindDescription) (\(v)), expected a string", nil)
             }
             out[k] = s
         }
@@ -93,29 +94,29 @@ struct SafeTensorsHeader {
     private static func entry(
         _ name: String, _ value: JSONValue, dataLength: Int, fail: (String, String?) -> SafeTensorsError
     ) throws -> TensorInfo {
-        guard case .object(let entry) = value else {
-            throw fail("entry is \(value.kindName), expected an object with dtype, shape and data_offsets", name)
+        guard case .object = value else {
+            throw fail("entry is \(value.kindDescription), expected an object with dtype, shape and data_offsets", name)
         }
-        guard let dtypeValue = entry["dtype"] else { throw fail("entry has no dtype", name) }
+        guard let dtypeValue = value["dtype"] else { throw fail("entry has no dtype", name) }
         guard case .string(let dtypeName) = dtypeValue else {
-            throw fail("dtype is \(dtypeValue.kindName), expected a string such as \"F32\"", name)
+            throw fail("dtype is \(dtypeValue.kindDescription), expected a string such as \"F32\"", name)
         }
         guard let dtype = DType(rawValue: dtypeName) else {
             let supported = DType.allCases.map(\.rawValue).joined(separator: ", ")
             if DType.knownUnsupported.contains(dtypeName) {
                 throw fail("unsupported dtype \(dtypeName); supported: \(supported)", name)
             }
-            throw fail("unknown dtype \(JSONWriter.quoted(dtypeName)); supported: \(supported)", name)
+            throw fail("unknown dtype \(JSONValue.quoted(dtypeName)); supported: \(supported)", name)
         }
-        guard let shapeValue = entry["shape"] else { throw fail("entry has no shape", name) }
+        guard let shapeValue = value["shape"] else { throw fail("entry has no shape", name) }
         guard case .array(let dims) = shapeValue else {
-            throw fail("shape is \(shapeValue.kindName), expected a list of non-negative integers", name)
+            throw fail("shape is \(shapeValue.kindDescription), expected a list of non-negative integers", name)
         }
         var shape: [Int] = []
         var elements = 1
         var overflow = false
         for d in dims {
-            guard case .int(let extent) = d, extent >= 0 else {
+            guard let extent = d.intValue, extent >= 0 else {
                 throw fail("shape \(shapeValue) is not a list of non-negative integers that fit in 64 bits", name)
             }
             shape.append(extent)
@@ -127,9 +128,9 @@ struct SafeTensorsHeader {
         guard !overflow, !o2 else {
             throw fail("shape \(shape) of \(dtypeName) overflows 64-bit byte counts", name)
         }
-        guard let offsetsValue = entry["data_offsets"] else { throw fail("entry has no data_offsets", name) }
+        guard let offsetsValue = value["data_offsets"] else { throw fail("entry has no data_offsets", name) }
         guard case .array(let offs) = offsetsValue, offs.count == 2,
-              case .int(let begin) = offs[0], case .int(let end) = offs[1], begin >= 0, end >= 0
+              let begin = offs[0].intValue, let end = offs[1].intValue, begin >= 0, end >= 0
         else {
             throw fail("data_offsets \(offsetsValue) is not a pair of non-negative integers", name)
         }

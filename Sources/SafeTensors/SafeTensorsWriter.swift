@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import JSON
 import Tensor
 
 /// Writes safetensors files byte-for-byte as the reference writer (`safetensors.torch.save_file`,
@@ -125,23 +126,23 @@ public enum SafeTensorsWriter {
         }
     }
 
-    /// The padded header JSON for `ordered` entries.
+    /// The padded header JSON for `ordered` entries: serde's compact form of the reference's struct (metadata
+    /// first, keys in byte order; then each entry's dtype, shape and data_offsets, in data order).
     static func headerBytes(_ ordered: [Entry], metadata: [String: String]) -> [UInt8] {
-        var parts: [String] = []
+        var members: [(String, JSONValue)] = []
         if !metadata.isEmpty {
             let keys = metadata.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            let body = keys.map { JSONWriter.quoted($0) + ":" + JSONWriter.quoted(metadata[$0]!) }.joined(separator: ",")
-            parts.append("\"__metadata__\":{\(body)}")
+            members.append(("__metadata__", .object(keys.map { ($0, .string(metadata[$0]!)) })))
         }
         var offset = 0
         for e in ordered {
-            let shape = e.shape.map(String.init).joined(separator: ",")
-            parts.append(
-                JSONWriter.quoted(e.name)
-                    + ":{\"dtype\":\"\(e.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + e.byteCount)]}")
+            members.append((e.name, .object([
+                ("dtype", .string(e.dtype.rawValue)), ("shape", .array(e.shape.map { .int($0) })),
+                ("data_offsets", .array([.int(offset), .int(offset + e.byteCount)])),
+            ])))
             offset += e.byteCount
         }
-        var bytes = Array(("{" + parts.joined(separator: ",") + "}").utf8)
+        var bytes = JSONValue.object(members).serializedBytes
         bytes.append(contentsOf: repeatElement(0x20, count: (8 - bytes.count % 8) % 8))
         return bytes
     }

@@ -1,5 +1,6 @@
 import Foundation
 import HTTP1
+import JSON
 import Logging
 
 /// One request and its response: adds `X-Request-Id` to every head, counts the bytes, and on `finish`
@@ -66,7 +67,7 @@ final class Exchange: @unchecked Sendable {
 
     /// A JSON response.
     func json(_ status: Int, _ value: JSONValue, headers: [(String, String)] = []) {
-        respond(status: status, headers: [("Content-Type", "application/json")] + headers, body: Array(value.serialized.utf8))
+        respond(status: status, headers: [("Content-Type", "application/json")] + headers, body: value.serializedBytes)
     }
 
     /// An error response (with `Retry-After` when the error has one).

@@ -1,5 +1,6 @@
 import CLIP
 import Foundation
+import JSON
 import Wuerstchen
 
 /// Bounds the API applies on top of the model's own (from `ServerConfiguration`).
@@ -237,8 +238,7 @@ private struct FieldReader {
             // 512.0 or 1e3: an integral number written as a float.
             return try checked(key, Int(v.doubleValue!), range)
         }
-        guard let n = Int(exactly: i) else { throw ServingError.invalid(key, "\(key) \(i) is out of range") }
-        return try checked(key, n, range)
+        return try checked(key, i, range)
     }
 
     private func checked(_ key: String, _ n: Int, _ range: ClosedRange<Int>) throws(ServingError) -> Int {

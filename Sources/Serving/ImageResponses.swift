@@ -1,6 +1,7 @@
 import Foundation
 import HTTP1
 import Imaging
+import JSON
 import Tensor
 import Wuerstchen
 

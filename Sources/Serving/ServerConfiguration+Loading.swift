@@ -1,5 +1,6 @@
 import Foundation
 import HTTP1
+import JSON
 
 /// A configuration value that cannot be used: names the field, where the value came from and why.
 public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -216,7 +217,7 @@ extension ServerConfiguration {
             switch raw {
             case .json(let j):
                 guard case .number = j else { throw FieldProblem(message: "expected an integer, got \(j.kindDescription)") }
-                value = j.intValue.flatMap { Int(exactly: $0) }
+                value = j.intValue
                 if value == nil { throw FieldProblem(message: "expected an integer, got \(j.serialized)") }
             case .text(let t):
                 value = Int(t.trimmingCharacters(in: .whitespaces))

@@ -1,17 +1,13 @@
 import HTTP1
+import JSON
 import Wuerstchen
 
 extension ServingError {
     /// The OpenAI error body `{"error": {"message", "type", "param", "code"}}`.
-    public var json: JSONValue {
-        .object([("error", .object([
-            ("message", .string(message)), ("type", .string(type)),
-            ("param", param.map(JSONValue.string) ?? .null), ("code", code.map(JSONValue.string) ?? .null),
-        ]))])
-    }
+    public var json: JSONValue { HTTPError.errorDocument(message: message, type: type, param: param, code: code) }
 
     /// `json` as UTF-8 bytes.
-    public var jsonBody: [UInt8] { Array(json.serialized.utf8) }
+    public var jsonBody: [UInt8] { json.serializedBytes }
 
     /// 400 for a field: `invalid_request_error` naming `param`.
     static func invalid(_ param: String?, _ message: String, code: String = "invalid_value") -> ServingError {

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import SafeTensors
 
 /// The scalar settings `model_index.json` carries for each pipeline (older files may omit them).
@@ -15,7 +16,7 @@ struct PipelineIndex {
     func number(_ key: String, default fallback: Double) throws -> Double {
         guard let v = index.parameters[key] else { return fallback }
         guard let d = v.doubleValue else {
-            throw ModelFolderError(path: folder.appendingPathComponent("model_index.json").path, reason: "'\(key)' must be a number, found \(v.kindName)")
+            throw ModelFolderError(path: folder.appendingPathComponent("model_index.json").path, reason: "'\(key)' must be a number, found \(v.kindDescription)")
         }
         return d
     }

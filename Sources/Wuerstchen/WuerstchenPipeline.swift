@@ -16,6 +16,22 @@ public struct GenerationProgress: Sendable, Equatable {
     public let total: Int
 }
 
+/// A unit of work `generate` has just finished, so that a caller can time the stages (`wuerstchen bench`).
+public enum GenerationUnit: Sendable, Equatable {
+    /// One request's prompts through the prior's text encoder.
+    case priorText
+    /// One batched denoising step of the prior.
+    case priorStep
+    /// One request's image embeddings taken from its finished prior latents.
+    case priorEmbeddings
+    /// One request's prompts through the decoder's text encoder.
+    case decoderText
+    /// One batched denoising step of the decoder.
+    case decoderStep
+    /// One request's latents through the VQ-GAN decoder into pixels.
+    case vqDecode
+}
+
 /// What one request produced.
 public struct GenerationOutput: @unchecked Sendable {
     /// The prior's image embeddings `[n, h, w, 16]` (NHWC; diffusers' `image_embeddings` permuted).
@@ -60,37 +76,48 @@ public final class WuerstchenPipeline: @unchecked Sendable {
 
     /// Runs `requests` to images. `progress` is called after every step of every request; returning
     /// false cancels that request (no further steps are computed for it; its result is a
-    /// `GenerationError` with field nil and message "cancelled").
-    /// Throws before any work when a request is invalid (the error names the field).
+    /// `GenerationError` with field nil and message "cancelled"). `unitFinished` is told of every unit of
+    /// work as it ends, before the progress of a step is reported.
+    /// Throws before any work when a request is invalid (the error names the field; at most `maxImages` each).
     public func generate(
-        _ requests: [GenerationRequest], progress: ((GenerationProgress) -> Bool)? = nil
+        _ requests: [GenerationRequest], maxImages: Int = 8, progress: ((GenerationProgress) -> Bool)? = nil,
+        unitFinished: ((GenerationUnit) -> Void)? = nil
     ) throws -> [Result<GenerationOutput, GenerationError>] {
         let rules = sizeRules
-        for r in requests { try r.validate(sizes: rules) }
+        for r in requests { try r.validate(sizes: rules, maxImages: maxImages) }
         var results = [Result<GenerationOutput, GenerationError>?](repeating: nil, count: requests.count)
         let cancelled = GenerationError(field: nil, message: "cancelled")
 
         // Stage C for all requests, then Stages B and A for those still wanted.
         var embeddings: [Int: (PriorJob, Tensor)] = [:]
-        let priorJobs = try requests.enumerated().map { i, r in (i, try prior.start(r, generator: TorchGenerator(seed: r.seed))) }
-        run(priorJobs, .prior, step: prior.step, progress: progress, results: &results) { i, job in
+        let priorJobs = try requests.enumerated().map { i, r in
+            let job = try prior.start(r, generator: TorchGenerator(seed: r.seed))
+            unitFinished?(.priorText)
+            return (i, job)
+        }
+        run(priorJobs, .prior, step: prior.step, stepped: { unitFinished?(.priorStep) }, progress: progress, results: &results) { i, job in
             embeddings[i] = (job, prior.imageEmbeddings(job))
+            unitFinished?(.priorEmbeddings)
             return nil
         }
         let decoderJobs = try embeddings.keys.sorted().map { i in
-            (i, try decoder.start(requests[i], imageEmbeddings: embeddings[i]!.1, generator: embeddings[i]!.0.generator))
+            let job = try decoder.start(requests[i], imageEmbeddings: embeddings[i]!.1, generator: embeddings[i]!.0.generator)
+            unitFinished?(.decoderText)
+            return (i, job)
         }
-        try run(decoderJobs, .decoder, step: decoder.step, progress: progress, results: &results) { i, job in
-            GenerationOutput(imageEmbeddings: embeddings[i]!.1, images: try decoder.images(job))
+        try run(decoderJobs, .decoder, step: decoder.step, stepped: { unitFinished?(.decoderStep) }, progress: progress, results: &results) { i, job in
+            let images = try decoder.images(job)
+            unitFinished?(.vqDecode)
+            return GenerationOutput(imageEmbeddings: embeddings[i]!.1, images: images)
         }
         return results.map { $0 ?? .failure(cancelled) }
     }
 
-    /// Steps `jobs` to completion, each step batching the jobs of equal `batchKey`; reports progress,
-    /// drops a job whose progress callback returns false (its result becomes "cancelled"), and hands
-    /// each finished job to `finished`, whose output (if any) becomes the job's result.
+    /// Steps `jobs` to completion, each step batching the jobs of equal `batchKey` (`stepped` after each);
+    /// reports progress, drops a job whose progress callback returns false (its result becomes "cancelled"),
+    /// and hands each finished job to `finished`, whose output (if any) becomes the job's result.
     private func run<J: DenoisingJob>(
-        _ jobs: [(Int, J)], _ stage: GenerationProgress.Stage, step: ([J]) -> Void,
+        _ jobs: [(Int, J)], _ stage: GenerationProgress.Stage, step: ([J]) -> Void, stepped: () -> Void,
         progress: ((GenerationProgress) -> Bool)?, results: inout [Result<GenerationOutput, GenerationError>?],
         finished: (Int, J) throws -> GenerationOutput?
     ) rethrows {
@@ -98,6 +125,7 @@ public final class WuerstchenPipeline: @unchecked Sendable {
         while !jobs.isEmpty {
             for group in groups(jobs, key: { $0.batchKey }) {
                 step(group.map(\.1))
+                stepped()
                 for (i, job) in group where progress?(GenerationProgress(request: i, stage: stage, step: job.stepIndex, total: job.stepCount)) == false {
                     results[i] = .failure(GenerationError(field: nil, message: "cancelled"))
                 }

@@ -1,80 +1,8 @@
 import ArgumentParser
-import Foundation
-import Tensor
 
 /// `wuerstchen bench ...`
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (build with -c release).",
         subcommands: [BenchPipeline.self, BenchOps.self, BenchCLIP.self, BenchBatch.self], defaultSubcommand: BenchPipeline.self)
-}
-
-/// `wuerstchen bench ops`: every op at the model's real shapes. `scripts/bench_ops.py` runs the
-/// same cases (same names, shapes and work counts) in PyTorch and prints both side by side.
-struct BenchOps: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ops", abstract: "Time each engine op at the model's real shapes.")
-
-    @Option(help: "Threads for OpenBLAS and the op pool (0: all cores).")
-    var threads: Int = 0
-
-    @Option(help: "Timed repetitions per case (the median is reported).")
-    var repeats: Int = 10
-
-    @Option(help: "Only cases whose name contains this text.")
-    var filter: String?
-
-    @Flag(help: "Print one JSON object instead of a table.")
-    var json = false
-
-    func run() throws {
-        Compute.configure(threads: threads)
-        var results: [[String: Any]] = []
-        if !json {
-            print("OpenBLAS core \(Compute.blasCoreName), \(Compute.blasThreads) threads, GELU kernel \(KernelPath.bestName)")
-        }
-        for c in OpCases.all() where filter.map({ c.name.contains($0) }) ?? true {
-            let s = c.time(repeats: repeats)
-            let rate = c.work / s / 1e9
-            results.append(["name": c.name, "seconds": s, "rate": rate, "unit": c.unit])
-            if !json {
-                print(String(format: "%-48@ %9.3f ms %9.1f %@", c.name, s * 1e3, rate, c.unit))
-            }
-        }
-        if json {
-            let object: [String: Any] = [
-                "blas_core": Compute.blasCoreName, "threads": Compute.blasThreads, "cases": results,
-                "gelu_kernel": KernelPath.bestName,
-            ]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-        }
-    }
-}
-
-/// One benchmark case: a name shared with `scripts/bench_ops.py`, the work it does (FLOPs or
-/// bytes moved) and the op itself, with inputs made before timing.
-struct OpCase {
-    let name: String
-    let work: Double
-    let unit: String
-    let body: () -> Void
-
-    /// Median seconds of `repeats` runs after one warm-up.
-    func time(repeats: Int) -> Double {
-        let sorted = times(repeats: repeats)
-        return sorted[sorted.count / 2]
-    }
-
-    /// Seconds of each of `repeats` runs (at least one) after one warm-up, fastest first.
-    func times(repeats: Int) -> [Double] {
-        body()
-        var times: [Double] = []
-        for _ in 0..<max(repeats, 1) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-        }
-        return times.sorted()
-    }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JSON
 import Tensor
 import Wuerstchen
 
@@ -46,13 +47,14 @@ struct BenchBatch: ParsableCommand {
                 for (stage, seconds) in [("prior", prior), ("decoder", decoder)] {
                     if n == batchList[0] { baseline[stage] = seconds / Double(n) }
                     let perRequest = seconds / Double(n)
-                    let row: [String: Any] = [
-                        "size": px, "batch": n, "stage": stage, "forward_s": seconds, "per_request_step_s": perRequest,
-                        "throughput_vs_first": baseline[stage]! / perRequest, "blas_core": Compute.blasCoreName,
-                        "threads": Compute.blasThreads,
-                    ]
+                    // Keys in sorted order, as before.
+                    let row = JSONValue.object([
+                        ("batch", .int(n)), ("blas_core", .string(Compute.blasCoreName)), ("forward_s", .double(seconds)),
+                        ("per_request_step_s", .double(perRequest)), ("size", .int(px)), ("stage", .string(stage)),
+                        ("threads", .int(Compute.blasThreads)), ("throughput_vs_first", .double(baseline[stage]! / perRequest)),
+                    ])
                     if json {
-                        print(String(decoding: try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys]), as: UTF8.self))
+                        print(row.serialized)
                     } else {
                         print(String(format: "%4d px  batch %2d  %-7@  forward %8.3f s  per request-step %8.3f s  throughput x%.2f",
                                      px, n, stage as NSString, seconds, perRequest, baseline[stage]! / perRequest))

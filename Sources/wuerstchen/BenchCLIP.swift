@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLIP
 import Foundation
+import JSON
 import Tensor
 
 /// `wuerstchen bench clip`: the ViT-bigG/14 text encoder (random weights) on a batch of 2 x 77 tokens,
@@ -32,7 +33,10 @@ struct BenchCLIP: ParsableCommand {
             times.append(Date().timeIntervalSince(t0))
         }
         times.sort()
-        print(String(format: "{\"model\": \"clip-bigG-text\", \"batch\": 2, \"seconds\": %.4f, \"threads\": %d, \"blas_core\": \"%@\"}",
-                     times[times.count / 2], Compute.blasThreads, Compute.blasCoreName))
+        let result = JSONValue.object([
+            ("model", .string("clip-bigG-text")), ("batch", .int(2)), ("seconds", .number(String(format: "%.4f", times[times.count / 2]))),
+            ("threads", .int(Compute.blasThreads)), ("blas_core", .string(Compute.blasCoreName)),
+        ])
+        print(result.serialized)
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Imaging
+import JSON
 import Tensor
 import Wuerstchen
 
@@ -48,7 +49,6 @@ struct BenchPipeline: ParsableCommand {
         let request = GenerationRequest(prompt: "Anthropomorphic cat dressed as a fire fighter", width: width, height: height,
                                         numImages: numImages, seed: 0, priorSteps: priorSteps, priorGuidance: 4,
                                         decoderSteps: decoderSteps, decoderGuidance: decoderGuidance)
-        try request.validate(sizes: pipeline.sizeRules, maxImages: 64)
         // The scheduler's measure of the request (rows x pixels, against `scheduler.max_batch_pixels`), so that
         // the peak RSS below can be matched with the largest request a configuration admits.
         let rows = numImages * (request.priorGuidance > 1 || request.decoderGuidance > 1 ? 2 : 1)
@@ -69,27 +69,20 @@ struct BenchPipeline: ParsableCommand {
             }
             return seconds
         }
+        var priorSteps: [Double] = [], decoderSteps: [Double] = []
         let total = Date()
         t = Date()
-        let generator = TorchGenerator(seed: request.seed)
-        let priorJob = try pipeline.prior.start(request, generator: generator)
-        let priorText = lap("prior_text")
-        var priorSteps: [Double] = []
-        while !priorJob.isFinished {
-            pipeline.prior.step([priorJob])
-            priorSteps.append(lap("prior"))
-        }
-        let embeddings = pipeline.prior.imageEmbeddings(priorJob)
-        _ = lap()
-        let decoderJob = try pipeline.decoder.start(request, imageEmbeddings: embeddings, generator: generator)
-        let decoderText = lap("decoder_text")
-        var decoderSteps: [Double] = []
-        while !decoderJob.isFinished {
-            pipeline.decoder.step([decoderJob])
-            decoderSteps.append(lap("decoder"))
-        }
-        let images = try pipeline.decoder.images(decoderJob)
-        let vq = lap("vqgan", PaellaVQModel.weightPrecision(precision))
+        // The pipeline's own loop, timed unit by unit; taking the embeddings out of the prior counts for no stage.
+        let images = try pipeline.generate([request], maxImages: 64, unitFinished: { unit in
+            switch unit {
+            case .priorText: _ = lap("prior_text")
+            case .priorStep: priorSteps.append(lap("prior"))
+            case .priorEmbeddings: _ = lap()
+            case .decoderText: _ = lap("decoder_text")
+            case .decoderStep: decoderSteps.append(lap("decoder"))
+            case .vqDecode: _ = lap("vqgan", PaellaVQModel.weightPrecision(precision))
+            }
+        })[0].get().images
         let totalSeconds = Date().timeIntervalSince(total)
         profile.stop(restoring: outerProfile)
         let peakRSS = ProcessMemory.peakResidentBytes()
@@ -97,24 +90,27 @@ struct BenchPipeline: ParsableCommand {
         let peaks = Dictionary(uniqueKeysWithValues: Set([precision, PaellaVQModel.weightPrecision(precision)]).map {
             ($0, GEMMRate.measure($0))
         })
-        var result: [String: Any] = [
-            "engine": "wuerstchen-swift", "precision": model.effectivePrecision.rawValue, "width": width, "height": height,
-            "num_images": numImages, "decoder_guidance": Double(decoderGuidance), "rows": rows, "rows_x_pixels": rows * width * height,
-            "threads": Compute.blasThreads, "blas_core": Compute.blasCoreName,
-            "load_s": load, "total_s": totalSeconds,
-            "prior_text_s": priorText, "prior_steps": priorSteps.count, "prior_step_s": median(priorSteps),
-            "prior_s": priorSteps.reduce(0, +), "decoder_text_s": decoderText, "decoder_steps": decoderSteps.count,
-            "decoder_step_s": median(decoderSteps), "decoder_s": decoderSteps.reduce(0, +), "vqgan_s": vq,
-            "peak_rss_gb": peakRSS / 1e9,
-            "image_mean": images.mean(), "gemm_peak_gflops": peaks[precision]!,
+        let mean = images.mean()
+        var result: [String: JSONValue] = [
+            "engine": .string("wuerstchen-swift"), "precision": .string(model.effectivePrecision.rawValue), "width": .int(width),
+            "height": .int(height), "num_images": .int(numImages), "decoder_guidance": .double(Double(decoderGuidance)),
+            "rows": .int(rows), "rows_x_pixels": .int(rows * width * height),
+            "threads": .int(Compute.blasThreads), "blas_core": .string(Compute.blasCoreName),
+            "load_s": .double(load), "total_s": .double(totalSeconds),
+            "prior_text_s": .double(stages["prior_text"]!.seconds), "prior_steps": .int(priorSteps.count),
+            "prior_step_s": .double(median(priorSteps)), "prior_s": .double(priorSteps.reduce(0, +)),
+            "decoder_text_s": .double(stages["decoder_text"]!.seconds), "decoder_steps": .int(decoderSteps.count),
+            "decoder_step_s": .double(median(decoderSteps)), "decoder_s": .double(decoderSteps.reduce(0, +)),
+            "vqgan_s": .double(stages["vqgan"]!.seconds), "peak_rss_gb": .double(peakRSS / 1e9),
+            "image_mean": mean.isFinite ? .number(String(mean)) : .null, "gemm_peak_gflops": .double(peaks[precision]!),
         ]
         func report(_ prefix: String, seconds: Double, counted: GEMMProfile.Totals, precision: Precision) {
             let rate = counted.operations / max(seconds, 1e-9) / 1e9
-            result[prefix + "gemm_gop"] = counted.operations / 1e9
-            result[prefix + "gemm_s"] = counted.seconds
-            result[prefix + "gflops"] = rate
-            result[prefix + "gemm_peak_fraction"] = rate / peaks[precision]!
-            result[prefix + "non_gemm_share"] = max(0, 1 - counted.seconds / max(seconds, 1e-9))
+            result[prefix + "gemm_gop"] = .double(counted.operations / 1e9)
+            result[prefix + "gemm_s"] = .double(counted.seconds)
+            result[prefix + "gflops"] = .double(rate)
+            result[prefix + "gemm_peak_fraction"] = .double(rate / peaks[precision]!)
+            result[prefix + "non_gemm_share"] = .double(max(0, 1 - counted.seconds / max(seconds, 1e-9)))
         }
         for (stage, figures) in stages {
             report(stage + "_", seconds: figures.seconds, counted: figures.counted, precision: figures.precision)
@@ -128,10 +124,11 @@ struct BenchPipeline: ParsableCommand {
             let first = Tensor(shape: shape, values: Array(images.toArray().prefix(shape.reduce(1, *))))
             try PNGEncoder().encode(first).write(to: URL(fileURLWithPath: output))
         }
+        let sorted = result.sorted { $0.key < $1.key }
         if json {
-            print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
+            print(JSONValue.object(sorted.map { ($0.key, $0.value) }).serialized)
         } else {
-            for key in result.keys.sorted() { print("\(key): \(result[key]!)") }
+            for (key, value) in sorted { print("\(key): \(value.stringValue ?? value.serialized)") }
         }
     }
 
@@ -139,36 +136,5 @@ struct BenchPipeline: ParsableCommand {
         guard !xs.isEmpty else { return 0 }
         let s = xs.sorted()
         return s[s.count / 2]
-    }
-}
-
-/// This machine's GEMM rate, the ceiling `bench` measures each stage against: through the seam in `precision`, the
-/// best rate of three timed runs (after one warm-up) of each of the model's main product shapes (`bench ops`' "linear"
-/// cases: the prior's at 512 px, 288 x 1536 -> 6144, and at 1024 px, 1152 x 1536 -> 6144; the decoder's level 0 at
-/// 1024 px, 16384 x 320 -> 1280), the highest of them; GFLOP/s (GOP/s for int8). One shape alone is not a ceiling:
-/// on Zen 4 oneDNN's bf16 ran the 1152-row shape at 264 GFLOP/s and the prior's own at 353.
-enum GEMMRate {
-    static func measure(_ precision: Precision) -> Double {
-        let g = TorchGenerator(seed: 0)
-        var rate = 0.0
-        for (m, k, n) in [(288, 1536, 6144), (1152, 1536, 6144), (16384, 320, 1280)] {
-            let x = g.randn([m, k]), layer = Linear(weight: g.randn([n, k]), bias: g.randn([n])).converted(to: precision)
-            let product = OpCase(name: "linear \(m)x\(k)->\(n)", work: 2 * Double(m * k * n), unit: "GFLOP/s") { _ = layer(x) }
-            rate = max(rate, product.work / product.times(repeats: 3)[0] / 1e9)
-        }
-        return rate
-    }
-}
-
-/// Memory figures of this process from /proc/self/status.
-enum ProcessMemory {
-    /// Peak resident set size (VmHWM) in bytes, 0 where /proc is missing.
-    static func peakResidentBytes() -> Double {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let kb = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Double($0) }.first ?? 0
-            return kb * 1024
-        }
-        return 0
     }
 }

@@ -5,57 +5,6 @@ import SafeTensors
 import Tensor
 import Wuerstchen
 
-/// Options shared by the commands that run the models.
-struct ModelOptions: ParsableArguments {
-    @Option(help: "Prior pipeline folder (warp-ai/wuerstchen-prior layout, diffusers or PaddlePaddle). Omit both folders for the embedded demo model.")
-    var prior: String?
-
-    @Option(help: "Decoder pipeline folder (warp-ai/wuerstchen layout, diffusers or PaddlePaddle).")
-    var decoder: String?
-
-    @Option(help: "Numeric precision: fp32, bf16 (GEMM weights and inputs in bfloat16 through oneDNN, float32 elsewhere; needs AVX512-BF16, else fp32 with a message) or int8 (Linear, 1x1-conv and attention-projection GEMMs in int8 through oneDNN, float32 elsewhere; needs AVX2, else fp32 with a message).")
-    var precision: String = "fp32"
-
-    @Option(help: "Threads for OpenBLAS and the op pool (0: all cores).")
-    var threads: Int = 0
-
-    func validate() throws {
-        guard (prior == nil) == (decoder == nil) else {
-            throw ValidationError("--prior and --decoder go together: give both pipeline folders, or neither for the demo model")
-        }
-        guard Precision(rawValue: precision) != nil else {
-            throw ValidationError("--precision must be fp32, bf16 or int8, got '\(precision)'")
-        }
-        guard threads >= 0 else { throw ValidationError("--threads must be 0 (all cores) or more, got \(threads)") }
-    }
-
-    /// The precision that runs: `--precision`, or fp32 where the CPU lacks AVX512-BF16 (bf16) or AVX2 (int8).
-    var effectivePrecision: Precision { (Precision(rawValue: precision) ?? .fp32).resolved().precision }
-
-    /// Loads the pipelines (or the embedded demo model), logging what was loaded and how long it took.
-    func load() throws -> WuerstchenPipeline {
-        Compute.configure(threads: threads)
-        let (precision, note) = (Precision(rawValue: precision) ?? .fp32).resolved()
-        if let note { log(note) }
-        let start = Date()
-        let pipeline: WuerstchenPipeline
-        if let prior, let decoder {
-            pipeline = try WuerstchenPipeline(
-                priorFolder: URL(fileURLWithPath: prior), decoderFolder: URL(fileURLWithPath: decoder), precision: precision)
-            log("loaded \(prior) and \(decoder) (\(precision.rawValue)) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
-        } else {
-            pipeline = try DemoModel.pipeline(precision: precision)
-            log("using the embedded demo model (\(precision.rawValue)): it draws one shape on a plain background, e.g. \"a red circle on a blue background\"; pass --prior and --decoder with the real weights for anything else")
-        }
-        return pipeline
-    }
-}
-
-/// Writes a line to stderr.
-func log(_ message: String) {
-    FileHandle.standardError.write(Data("wuerstchen: \(message)\n".utf8))
-}
-
 /// `wuerstchen generate`: text to PNG files with the resident pipeline, as diffusers would draw them.
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate images from a prompt.")
@@ -147,15 +96,4 @@ struct Generate: ParsableCommand {
         let stem = ext.isEmpty ? template : String(template.dropLast(ext.count + 1))
         return ext.isEmpty ? "\(stem)-\(index)" : "\(stem)-\(index).\(ext)"
     }
-}
-
-/// A one-line progress bar on stderr.
-enum ProgressBar {
-    static func draw(_ p: GenerationProgress) {
-        let width = 30, filled = p.total == 0 ? width : width * p.step / p.total
-        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        FileHandle.standardError.write(Data("\r\(p.stage.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0)) [\(bar)] \(p.step)/\(p.total)".utf8))
-    }
-
-    static func finish() { FileHandle.standardError.write(Data("\n".utf8)) }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Serving
+import Tensor
 
 /// `wuerstchen serve`: the HTTP API (ARCHITECTURE.md "HTTP (v1)") over the resident pipeline.
 /// Configuration: defaults < `--config FILE` (or `WUERSTCHEN_CONFIG`) < `WUERSTCHEN_*` variables < flags.
@@ -78,29 +79,15 @@ struct Serve: ParsableCommand {
             sources.append(source)
         }
 
-        var arguments = ["--precision", settings.precision, "--threads", String(settings.threads)]
-        if let p = settings.prior, let d = settings.decoder { arguments += ["--prior", p, "--decoder", d] }
+        // The configuration was validated as it loaded (both folders or neither, a known precision, threads >= 0).
+        let loader = PipelineLoader(prior: settings.prior, decoder: settings.decoder,
+                                    precision: Precision(rawValue: settings.precision) ?? .fp32, threads: settings.threads)
         do {
-            try server.loadModel { try ModelOptions.parse(arguments).load() }
+            try server.loadModel { try loader.load() }
         } catch {
             logger.critical("cannot serve without models: \(error)")
             Foundation.exit(1)
         }
         withExtendedLifetime(sources) { dispatchMain() }
-    }
-}
-
-/// A flag that is set once (the first signal starts the drain, a second one exits).
-final class ManagedAtomicFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var set = false
-
-    /// True for the first caller only.
-    func setIfFirst() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if set { return false }
-        set = true
-        return true
     }
 }

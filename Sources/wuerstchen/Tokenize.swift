@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLIP
 import Foundation
+import JSON
 
 /// `wuerstchen tokenize`: the 77 ids transformers' CLIPTokenizer gives each text, one JSON array a line.
 struct Tokenize: ParsableCommand {
@@ -16,7 +17,7 @@ struct Tokenize: ParsableCommand {
         let tok = try tokenizer.map { try CLIPTokenizer(directory: URL(fileURLWithPath: $0)) } ?? CLIPTokenizer.embedded
         for text in texts {
             let encoded = tok.encode(text)
-            print("[" + encoded.ids.map(String.init).joined(separator: ",") + "]")
+            print(JSONValue.array(encoded.ids.map { .int($0) }).serialized)
             if encoded.truncated {
                 log("truncated to \(tok.maxLength) tokens (\(encoded.untruncatedCount) before truncation): \(text.prefix(60))")
             }

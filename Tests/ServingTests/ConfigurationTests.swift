@@ -1,5 +1,6 @@
 import Foundation
 import HTTP1
+import JSON
 import Testing
 @testable import Serving
 
@@ -119,25 +120,7 @@ import Testing
     }
 }
 
-@Suite struct JSONValueTests {
-    @Test func parsesAndSerialises() throws {
-        let v = try JSONValue.parse(Array(#" {"a": [1, -2.5e3, true, null, "x\"\u00e9\ud83d\ude00"], "b": {}} "#.utf8))
-        #expect(v["a"] == .array([.number("1"), .number("-2.5e3"), .bool(true), .null, .string("x\"é😀")]))
-        if case .array(let a)? = v["a"] { #expect(a[0].intValue == 1) }
-        #expect(JSONValue.object([("k", .string("a\nb\u{1}"))]).serialized == #"{"k":"a\nb\u0001"}"#)
-        #expect(JSONValue.number("9223372036854775808").intValue == nil)
-    }
-
-    @Test(arguments: ["", "{", "{\"a\":1,}", "[1,]", "01", "{\"a\":1,\"a\":2}", "\"\u{1}\"", "{'a':1}", "1 2", "nul", "\"\\x\"", "-", "1.", "[\"\\ud800\"]"])
-    func rejectsMalformed(_ text: String) {
-        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(Array(text.utf8)) }
-    }
-
-    @Test func limitsNesting() {
-        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
-        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(Array(deep.utf8)) }
-    }
-
+@Suite struct ImageResponseModeTests {
     @Test func negotiatesAccept() {
         #expect(ImageResponseMode.negotiate(nil) == .png)
         #expect(ImageResponseMode.negotiate("*/*") == .png)

@@ -1,6 +1,7 @@
 import Foundation
 import HTTP1
 import Imaging
+import JSON
 import Testing
 import Wuerstchen
 @testable import Serving
