@@ -37,11 +37,11 @@ import Tensor
 
     /// At the pipeline's default settings (default prior schedule, prior guidance 4, 12 decoder steps), 64
     /// prompts of the grammar at 256 and 512 px, judged by their pixels. Issue 15's bar is background >= 95%,
-    /// object colour >= 90%, shape >= 80%, position >= 80%. The committed model (its VQ-GAN decoder refitted
-    /// to [0, 1], scripts/demo_model/refit_vqgan.py) meets it for the background and nearly for the colour
-    /// (measured: background 100%, colour 85.9% at 256 px and 100% at 512 px), not for shape and position
-    /// (19-22%, 8-16%; chance 25%, 20%), so this asserts background >= 95% and object colour >= 80% (chance:
-    /// 10% each) and prints the rest against the bar. `WUERSTCHEN_SEMANTIC_PRECISION=bf16|int8` scores
+    /// object colour >= 90%, shape >= 80%, position >= 80%. The committed model (scripts/demo_model/train.py,
+    /// analytic scene features, stage b 10000 steps) meets it but for the shape (measured with diffusers,
+    /// scripts/demo_model/evaluate.py: background 100%, colour 93.8%, shape 28.1% / 29.7%, position 95.3% / 98.4%
+    /// at 256 / 512 px; chance 10%, 10%, 25%, 20%), so this asserts background >= 95%, object colour >= 85% and
+    /// position >= 85% and prints the rest against the bar. `WUERSTCHEN_SEMANTIC_PRECISION=bf16|int8` scores
     /// another precision.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["WUERSTCHEN_SKIP_SEMANTIC"] == nil),
           arguments: [256, 512])
@@ -74,7 +74,8 @@ import Tensor
         for f in failures { print("  missed: \(f)") }
         print("issue 15's bar (background 95, colour 90, shape 80, position 80) met: \(pct(background) >= 95 && pct(colour) >= 90 && pct(shape) >= 80 && pct(position) >= 80)")
         #expect(pct(background) >= 95, "background colour right in \(pct(background))% at \(side) px (chance: 10%)")
-        #expect(pct(colour) >= 80, "object colour right in \(pct(colour))% at \(side) px (chance: 10%)")
+        #expect(pct(colour) >= 85, "object colour right in \(pct(colour))% at \(side) px (chance: 10%)")
+        #expect(pct(position) >= 85, "object position right in \(pct(position))% at \(side) px (chance: 20%)")
     }
 
     /// `bf16` and `int8` on the demo model, end to end at 256 px with the default settings: how far the pixels
