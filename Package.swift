@@ -61,7 +61,7 @@ let package = Package(
         .target(name: "HTTP1", dependencies: ["COpenSSL", "CEpoll", "JSON"]),
         // libpng behind a small C shim that catches libpng's longjmp errors (libpng-dev, zlib1g-dev).
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png")]),
-        .target(name: "Imaging", dependencies: ["CPNG", "Tensor"]),
+        .target(name: "Imaging", dependencies: ["CPNG"]),
         .target(name: "SafeTensors", dependencies: ["Tensor", "JSON"]),
         .target(
             name: "CLIP", dependencies: ["Tensor", "SafeTensors", "JSON"],
@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(
             name: "WuerstchenTests", dependencies: ["Wuerstchen", "CLIP", "Tensor", "SafeTensors"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensor"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "HTTP1", "Wuerstchen", "Imaging", "Tensor", "JSON"]),
         // Runs the built `wuerstchen` executable (the test script builds every product first).

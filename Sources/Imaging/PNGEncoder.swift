@@ -1,6 +1,5 @@
 import CPNG
 import Foundation
-import Tensor
 
 /// A PNG encoding failure (from libpng, or the sink stopping).
 public struct PNGError: Error, CustomStringConvertible, Equatable {
@@ -16,20 +15,6 @@ public struct PNGEncoder: Sendable {
     /// An encoder with the given zlib level (clamped to 0...9).
     public init(compressionLevel: Int = 6) {
         self.compressionLevel = min(max(compressionLevel, 0), 9)
-    }
-
-    /// Pixels of one image in [0, 1] to bytes: `round(clamp(x, 0, 1) * 255)` with ties to even, as
-    /// diffusers' `numpy_to_pil` (`(images * 255).round().astype("uint8")`).
-    /// image: [H, W, 3] or [1, H, W, 3] -> H*W*3 bytes
-    public static func rgb8(_ image: Tensor) -> [UInt8] {
-        precondition(image.dim(-1) == 3, "rgb8 expects [H, W, 3] pixels, got \(image.shape)")
-        var out = [UInt8](repeating: 0, count: image.count)
-        let src = image.data
-        for i in 0..<image.count {
-            let v = min(max(src[i], 0), 1) * 255
-            out[i] = UInt8(v.rounded(.toNearestOrEven))
-        }
-        return out
     }
 
     /// Encodes `rgb` (`height` rows of `width * 3` bytes), calling `sink` with each piece of the file
@@ -58,10 +43,11 @@ public struct PNGEncoder: Sendable {
         }
     }
 
-    /// The whole PNG file of one image [H, W, 3] (or [1, H, W, 3]) with pixels in [0, 1].
-    public func encode(_ image: Tensor) throws -> Data {
+    /// The whole PNG file of `rgb` (`height` rows of `width * 3` bytes; `Tensor.pixelBytes()` makes them
+    /// from pixels in [0, 1]).
+    public func encode(rgb: [UInt8], width: Int, height: Int) throws -> Data {
         var data = Data()
-        try encode(rgb: Self.rgb8(image), width: image.dim(-2), height: image.dim(-3)) { chunk in
+        try encode(rgb: rgb, width: width, height: height) { chunk in
             data.append(contentsOf: chunk)
             return true
         }

@@ -237,7 +237,7 @@ extension ServingHandler {
     /// images: [n, H, W, 3] in [0, 1] -> n RGB8 images.
     static func rgbImages(_ images: Tensor) -> [RGBImage] {
         let n = images.dim(0), h = images.dim(1), w = images.dim(2)
-        let all = PNGEncoder.rgb8(images)
+        let all = images.pixelBytes()
         let per = h * w * 3
         return (0..<n).map { RGBImage(width: w, height: h, bytes: Array(all[($0 * per)..<(($0 + 1) * per)])) }
     }
@@ -256,11 +256,6 @@ extension ServingHandler {
 
     /// The image as base64 PNG; throws when encoding fails (never an empty image in a 200).
     static func base64PNG(_ image: RGBImage, encoder: PNGEncoder) throws -> String {
-        var png = Data()
-        try encoder.encode(rgb: image.bytes, width: image.width, height: image.height) { chunk in
-            png.append(contentsOf: chunk)
-            return true
-        }
-        return png.base64EncodedString()
+        try encoder.encode(rgb: image.bytes, width: image.width, height: image.height).base64EncodedString()
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import HTTP1
 import JSON
 import Wuerstchen
@@ -32,4 +33,23 @@ extension ServingError {
 
     /// The request was cancelled (client gone or server stopping).
     static let cancelled = ServingError(status: 503, message: "the request was cancelled", type: "server_error", code: "cancelled")
+
+    /// 503 once shutdown began.
+    static let draining = ServingError(
+        status: 503, message: "the server is shutting down", type: "server_error", code: "draining", retryAfterSeconds: 1)
+
+    /// 429: `waiting` requests wait already, at most `maxQueue`.
+    static func queueFull(waiting: Int, maxQueue: Int, retryAfterSeconds wait: Int) -> ServingError {
+        ServingError(
+            status: 429, message: "the queue is full (\(waiting) requests waiting, at most \(maxQueue)); retry in about \(wait) s",
+            type: "rate_limit_error", code: "queue_full", retryAfterSeconds: wait)
+    }
+
+    /// 504: the request's deadline (`timeout` seconds from submission) passed with `stepsRun` of `stepsTotal` steps done.
+    static func deadlineExceeded(timeout: Double, stepsRun: Int, stepsTotal: Int) -> ServingError {
+        let seconds = timeout == timeout.rounded() ? String(Int(timeout)) : String(format: "%.1f", timeout)
+        return ServingError(
+            status: 504, message: "the request did not finish within its deadline of \(seconds) s (\(stepsRun) of \(stepsTotal) steps done)",
+            type: "server_error", code: "deadline_exceeded")
+    }
 }

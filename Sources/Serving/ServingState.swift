@@ -68,7 +68,7 @@ public final class ServingState: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if drainingFlag {
-            return ServingError(status: 503, message: "the server is shutting down", type: "server_error", code: "draining", retryAfterSeconds: 1)
+            return .draining
         }
         switch phase {
         case .loading:

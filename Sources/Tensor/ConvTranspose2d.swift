@@ -21,6 +21,7 @@ public struct ConvTranspose2d: @unchecked Sendable {
         case float32(Tensor)
         case bfloat16(WeightMatrix)
     }
+    // The properties below are a deliberate parallel of Conv2d's (the same layer description).
     /// The checkpoint's `bias` (`[Cout]`), or nil for `bias=False`.
     public let bias: Tensor?
     /// Step between the input pixels' footprints in the output, both axes.
@@ -198,12 +199,12 @@ public struct ConvTranspose2d: @unchecked Sendable {
             let cLo = colStart[ox], cHi = colStart[ox + 1]
             var ch = 0
             while ch < c8 {
-                var acc = bias.map { load8(UnsafePointer($0) + ch) } ?? SIMD8<Float>()
+                var acc = bias.map { VectorMath.load($0 + ch) } ?? SIMD8<Float>()
                 for r in 0..<rowCount {
                     let row = rows[r] + ch
-                    for t in cLo..<cHi { acc += load8(row + colOffsets[t]) }
+                    for t in cLo..<cHi { acc += VectorMath.load(row + colOffsets[t]) }
                 }
-                UnsafeMutableRawPointer(o + ch).storeBytes(of: acc, as: SIMD8<Float>.self)
+                VectorMath.store(acc, o + ch)
                 ch += 8
             }
             while ch < co {
@@ -216,8 +217,4 @@ public struct ConvTranspose2d: @unchecked Sendable {
             }
         }
     }
-}
-
-@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
 }

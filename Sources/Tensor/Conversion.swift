@@ -88,6 +88,7 @@ public enum Conversion {
         narrow(src, dst, count: count, floatToHalf)
     }
 
+    // Deliberate parallel of `convert` (the other direction: 4-byte lanes in, 2-byte lanes out).
     @inline(__always)
     private static func narrow(
         _ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, count: Int, _ kernel: (VF) -> VH

@@ -171,17 +171,17 @@ public struct DepthwiseConv2d: @unchecked Sendable {
         func pixel(_ o: UnsafeMutablePointer<Float>, _ l: Int, _ x: Int, _ r: Int, hasLeft: Bool, hasRight: Bool) {
             var w = wt, ch = 0
             while ch + 8 <= c {
-                var acc = bias.map { load8($0 + ch) } ?? SIMD8<Float>()
+                var acc = bias.map { VectorMath.load($0 + ch) } ?? SIMD8<Float>()
                 @inline(__always) func tapRow(_ row: UnsafePointer<Float>, _ tap: Int) {
                     let p = row + ch
-                    if hasLeft { acc = acc.addingProduct(load8(w + 8 * tap), load8(p + l)) }
-                    acc = acc.addingProduct(load8(w + 8 * (tap + 1)), load8(p + x))
-                    if hasRight { acc = acc.addingProduct(load8(w + 8 * (tap + 2)), load8(p + r)) }
+                    if hasLeft { acc = acc.addingProduct(VectorMath.load(w + 8 * tap), VectorMath.load(p + l)) }
+                    acc = acc.addingProduct(VectorMath.load(w + 8 * (tap + 1)), VectorMath.load(p + x))
+                    if hasRight { acc = acc.addingProduct(VectorMath.load(w + 8 * (tap + 2)), VectorMath.load(p + r)) }
                 }
                 if hasTop { tapRow(t, 0) }
                 tapRow(m, 3)
                 if hasBottom { tapRow(d, 6) }
-                store8(acc, o + x + ch)
+                VectorMath.store(acc, o + x + ch)
                 w += 72
                 ch += 8
             }
@@ -199,36 +199,36 @@ public struct DepthwiseConv2d: @unchecked Sendable {
             while q < end {
                 let b: SIMD8<Float>
                 if let p = bp {
-                    b = load8(p)
+                    b = VectorMath.load(p)
                     bp = p + 8
                 } else {
                     b = SIMD8<Float>()
                 }
                 var a0 = b, a1 = b, a2 = b, a3 = b
                 @inline(__always) func tapRow(_ p: UnsafePointer<Float>, _ tap: Int) {
-                    let w0 = load8(w + 8 * tap), w1 = load8(w + 8 * (tap + 1)), w2 = load8(w + 8 * (tap + 2))
+                    let w0 = VectorMath.load(w + 8 * tap), w1 = VectorMath.load(w + 8 * (tap + 1)), w2 = VectorMath.load(w + 8 * (tap + 2))
                     let p3 = p + 3 * c
-                    let x1 = load8(p + c)
+                    let x1 = VectorMath.load(p + c)
                     if !leftEdge {
-                        a0 = a0.addingProduct(w0, load8(p))
+                        a0 = a0.addingProduct(w0, VectorMath.load(p))
                     } else if replicate {
                         a0 = a0.addingProduct(w0, x1)
                     }
                     a0 = a0.addingProduct(w1, x1)
                     a1 = a1.addingProduct(w0, x1)
-                    let x2 = load8(p + 2 * c)
+                    let x2 = VectorMath.load(p + 2 * c)
                     a0 = a0.addingProduct(w2, x2)
                     a1 = a1.addingProduct(w1, x2)
                     a2 = a2.addingProduct(w0, x2)
-                    let x3 = load8(p3)
+                    let x3 = VectorMath.load(p3)
                     a1 = a1.addingProduct(w2, x3)
                     a2 = a2.addingProduct(w1, x3)
                     a3 = a3.addingProduct(w0, x3)
-                    let x4 = load8(p3 + c)
+                    let x4 = VectorMath.load(p3 + c)
                     a2 = a2.addingProduct(w2, x4)
                     a3 = a3.addingProduct(w1, x4)
                     if !rightEdge {
-                        a3 = a3.addingProduct(w2, load8(p3 + 2 * c))
+                        a3 = a3.addingProduct(w2, VectorMath.load(p3 + 2 * c))
                     } else if replicate {
                         a3 = a3.addingProduct(w2, x4)
                     }
@@ -236,10 +236,10 @@ public struct DepthwiseConv2d: @unchecked Sendable {
                 if hasTop { tapRow(pt, 0) }
                 tapRow(pm, 3)
                 if hasBottom { tapRow(pd, 6) }
-                store8(a0, q)
-                store8(a1, q + c)
-                store8(a2, q + 2 * c)
-                store8(a3, q + 3 * c)
+                VectorMath.store(a0, q)
+                VectorMath.store(a1, q + c)
+                VectorMath.store(a2, q + 2 * c)
+                VectorMath.store(a3, q + 3 * c)
                 w += 72
                 pt += 8
                 pm += 8
@@ -299,9 +299,9 @@ public struct DepthwiseConv2d: @unchecked Sendable {
                     let o = dst + (row * wo + ox) * c
                     var ch = first
                     while ch + 8 <= c {
-                        var acc = biasPtr.map { load8($0 + ch) } ?? SIMD8<Float>()
-                        for t in 0..<n { acc += load8(wt + tapW[t] + ch) * load8(src + tapX[t] + ch) }
-                        store8(acc, o + ch)
+                        var acc = biasPtr.map { VectorMath.load($0 + ch) } ?? SIMD8<Float>()
+                        for t in 0..<n { acc += VectorMath.load(wt + tapW[t] + ch) * VectorMath.load(src + tapX[t] + ch) }
+                        VectorMath.store(acc, o + ch)
                         ch += 8
                     }
                     while ch < c {
@@ -314,16 +314,4 @@ public struct DepthwiseConv2d: @unchecked Sendable {
             }
         }
     }
-}
-
-@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-@inline(__always) private func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-@inline(__always) private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
 }

@@ -173,6 +173,25 @@ extension Tensor {
         ElementwiseSplit.elements(count) { lo, hi in ElementwiseSplit.map(x, x, lo, hi) { $0 * s } }
     }
 
+    /// Writes `self * scale + shift` into this tensor's storage: two roundings, as torch's separate
+    /// `mul` and `add` (Paella's `norm(x) * (1 + g0) + g1` with scalar gammas).
+    public func scaleShiftInPlace(scale: Float, shift: Float) {
+        let x = data
+        let s8 = SIMD8<Float>(repeating: scale), b8 = SIMD8<Float>(repeating: shift)
+        ElementwiseSplit.elements(count) { lo, hi in ElementwiseSplit.map(x, x, lo, hi) { $0 * s8 + b8 } }
+    }
+
+    // self, other: same shape
+
+    /// Writes `self + other * scale` into this tensor's storage: the product rounded first, as torch's
+    /// `x + y * g` (Paella's residual adds with scalar gammas).
+    public func addScaledInPlace(_ other: Tensor, scale: Float) {
+        precondition(other.shape == shape, "addScaledInPlace: \(other.shape) does not match \(shape)")
+        let x = data, y = other.data
+        let s8 = SIMD8<Float>(repeating: scale)
+        ElementwiseSplit.elements(count) { lo, hi in ElementwiseSplit.zip(x, y, x, lo, hi) { $0 + $1 * s8 } }
+    }
+
     /// Elementwise sum.
     public static func + (lhs: Tensor, rhs: Tensor) -> Tensor { lhs.add(rhs) }
     /// Elementwise difference.

@@ -126,6 +126,7 @@ public struct GlobalResponseNorm: @unchecked Sendable {
     }
 
     // x: [B, H, W, C] (or [B, L, C]) -> same
+    // The call / in-place pair below is a deliberate parallel of LayerNorm's (one layer API for both norms).
 
     /// The normalised tensor.
     public func callAsFunction(_ x: Tensor) -> Tensor {

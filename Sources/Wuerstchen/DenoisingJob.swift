@@ -46,9 +46,9 @@ public class DenoisingJob: @unchecked Sendable {
     /// generator; returns the row after this job's.
     func advance(_ predicted: Tensor, from row: Int, scheduler: DDPMWuerstchenScheduler) -> Int {
         let n = latents.dim(0)
-        var noisePrediction = slice(predicted, rows: row..<(row + n))
+        var noisePrediction = predicted.rows(row..<(row + n))
         if guided {
-            noisePrediction = Tensor.lerp(slice(predicted, rows: (row + n)..<(row + 2 * n)), noisePrediction, weight: guidance)
+            noisePrediction = Tensor.lerp(predicted.rows((row + n)..<(row + 2 * n)), noisePrediction, weight: guidance)
         }
         let t = timesteps[stepIndex]
         let previous = DDPMWuerstchenScheduler.previousTimestep(t, in: timesteps)
@@ -59,25 +59,4 @@ public class DenoisingJob: @unchecked Sendable {
         stepIndex += 1
         return row + rows
     }
-}
-
-/// Rows of `x` along the first dimension, copied. x: [B, ...] -> [rows.count, ...]
-func slice(_ x: Tensor, rows: Range<Int>) -> Tensor {
-    let per = x.count / max(x.dim(0), 1)
-    let out = Tensor(uninitialized: [rows.count] + Array(x.shape.dropFirst()))
-    out.data.update(from: x.data + rows.lowerBound * per, count: rows.count * per)
-    return out
-}
-
-/// Tensors of equal trailing shape stacked along the first dimension.
-func batch(_ xs: [Tensor]) -> Tensor { xs.count == 1 ? xs[0] : Tensor.concat(xs, axis: 0) }
-
-/// Each row of x repeated `times` times in place (repeat_interleave on dim 0). [B, ...] -> [B*times, ...]
-func repeatRows(_ x: Tensor, times: Int) -> Tensor {
-    let per = x.count / max(x.dim(0), 1)
-    let out = Tensor(uninitialized: [x.dim(0) * times] + Array(x.shape.dropFirst()))
-    for b in 0..<x.dim(0) {
-        for k in 0..<times { (out.data + (b * times + k) * per).update(from: x.data + b * per, count: per) }
-    }
-    return out
 }

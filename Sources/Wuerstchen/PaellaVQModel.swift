@@ -259,12 +259,10 @@ public struct PaellaVQModel: @unchecked Sendable {
         }
         let b = latents.dim(0), h = latents.dim(1), w = latents.dim(2), f = config.downscale
         let out = Tensor(uninitialized: [b, h * f, w * f, config.outChannels])
-        let perIn = h * w * config.latentChannels, perOut = out.count / max(b, 1)
         for i in 0..<b {
-            var x = Self.sample(latents, i, perIn)  // [1, h, w, latent]
+            var x = latents.rowsView(i..<(i + 1))  // [1, h, w, latent]
             if !forceNotQuantize { x = vquantizer(x) }
-            let image = decodeSample(x)
-            (out.data + i * perOut).update(from: image.data, count: perOut)
+            out.updateRowsInPlace(from: decodeSample(x), at: i)
         }
         return out
     }
@@ -304,9 +302,8 @@ public struct PaellaVQModel: @unchecked Sendable {
         }
         let b = images.dim(0), h = images.dim(1) / f, w = images.dim(2) / f
         let out = Tensor(uninitialized: [b, h, w, config.latentChannels])
-        let perIn = images.count / b, perOut = h * w * config.latentChannels
         for i in 0..<b {
-            var x = pixelUnshuffle(Self.sample(images, i, perIn), factor: config.upDownScaleFactor)
+            var x = pixelUnshuffle(images.rowsView(i..<(i + 1)), factor: config.upDownScaleFactor)
             x = in_block(x)  // [1, H / s, W / s, c_levels[0]]
             for stage in down_blocks {
                 switch stage {
@@ -317,7 +314,7 @@ public struct PaellaVQModel: @unchecked Sendable {
             }
             x = down_latent(x)  // [1, h, w, latent]
             down_norm.applyInPlace(x)
-            (out.data + i * perOut).update(from: x.data, count: perOut)
+            out.updateRowsInPlace(from: x, at: i)
         }
         return out
     }
@@ -332,12 +329,6 @@ public struct PaellaVQModel: @unchecked Sendable {
         return vquantizer(latents)
     }
 
-    /// Sample `i` of a batch as `[1, ...]`, sharing storage. x: [B, ...] -> [1, ...]
-    private static func sample(_ x: Tensor, _ i: Int, _ per: Int) -> Tensor {
-        if x.dim(0) == 1 { return x }
-        let storage = TensorStorage(borrowing: x.data + i * per, count: per, owner: x.storage)
-        return Tensor(shape: [1] + Array(x.shape.dropFirst()), storage: storage)
-    }
 }
 
 // MARK: - Blocks
@@ -387,7 +378,7 @@ struct MixingResidualBlock {
         let normed = Tensor(uninitialized: [band + 2, w, c])  // normalised rows haveLo..<haveHi
         let scratch = ChannelwiseScratch(block: self, tileTokens: tileTokens, c: c)
         for s in 0..<b {
-            let xs = x.data + s * h * rowFloats
+            let image = x.row(s)  // [H, W, C], rows are image rows
             var haveLo = 0, haveHi = 0
             var y0 = 0
             while y0 < h {
@@ -398,20 +389,18 @@ struct MixingResidualBlock {
                 if kept > 0 { memmove(normed.data, normed.data + (lo - haveLo) * rowFloats, kept * rowFloats * 4) }
                 // norm1(x) * (1 + g0) + g1 for the new rows; torch rounds (1 + g0) to float first.
                 let fresh = lo + kept
-                let dst = normed.data + kept * rowFloats
-                dst.update(from: xs + fresh * rowFloats, count: (hi - fresh) * rowFloats)
-                wuerstchenLayerNorm.applyInPlace(Tensor(
-                    shape: [hi - fresh, w, c], storage: TensorStorage(borrowing: dst, count: (hi - fresh) * rowFloats, owner: normed.storage)))
-                scaleShiftInPlace(dst, count: (hi - fresh) * rowFloats, scale: 1 + g[0], shift: g[1])
+                let newRows = normed.rowsView(kept..<(kept + hi - fresh))  // [hi - fresh, W, C]
+                newRows.updateRowsInPlace(from: image.rowsView(fresh..<hi), at: 0)
+                wuerstchenLayerNorm.applyInPlace(newRows)
+                newRows.scaleShiftInPlace(scale: 1 + g[0], shift: g[1])
                 (haveLo, haveHi) = (lo, hi)
                 // x += depthwise(t) * g2 for rows y0..<y1 (the halo rows' outputs are discarded: the view's
                 // replicate padding is right only at the image's own edges).
-                let view = Tensor(
-                    shape: [1, hi - lo, w, c], storage: TensorStorage(borrowing: normed.data, count: (hi - lo) * rowFloats, owner: normed.storage))
-                let d = depthwise(view)  // [1, hi - lo, W, C]
-                addScaledInPlace(xs + y0 * rowFloats, d.data + (y0 - lo) * rowFloats, count: (y1 - y0) * rowFloats, scale: g[2])
+                let d = depthwise(normed.rowsView(0..<(hi - lo)).reshaped([1, hi - lo, w, c])).row(0)  // [hi - lo, W, C]
+                let xBand = image.rowsView(y0..<y1)
+                xBand.addScaledInPlace(d.rowsView((y0 - lo)..<(y1 - lo)), scale: g[2])
                 // x += channelwise(norm2(x) * (1 + g3) + g4) * g5 for the band's tokens.
-                channelwise(xs + y0 * rowFloats, tokens: (y1 - y0) * w, scratch)
+                channelwise(xBand.reshaped([(y1 - y0) * w, c]), scratch)
                 y0 = y1
             }
         }
@@ -430,25 +419,25 @@ struct MixingResidualBlock {
         }
     }
 
-    /// `x += channelwise(norm2(x) * (1 + g3) + g4) * g5` over `tokens` rows of C at `x`, in equal tiles:
-    /// xn [n, C] -> hidden [n, 4C] -> y [n, C] (back in xn) -> x.
-    private func channelwise(_ x: UnsafeMutablePointer<Float>, tokens: Int, _ scratch: ChannelwiseScratch) {
-        let g = gammas, c = channelwise0.inFeatures, hiddenC = channelwise0.outFeatures
+    /// `x += channelwise(norm2(x) * (1 + g3) + g4) * g5` over the tokens of `x`, in place, in equal tiles:
+    /// xn [n, C] -> hidden [n, 4C] -> y [n, C] (back in xn) -> x. x: [tokens, C]
+    private func channelwise(_ x: Tensor, _ scratch: ChannelwiseScratch) {
+        let g = gammas, hiddenC = channelwise0.outFeatures, tokens = x.dim(0)
         let tiles = (tokens + scratch.tile - 1) / scratch.tile
         guard tiles > 0 else { return }
         let per = (tokens + tiles - 1) / tiles
-        let xn = scratch.xn.data, hidden = scratch.hidden.data
+        let hidden = scratch.hidden.data
         var t0 = 0
         while t0 < tokens {
             let n = min(per, tokens - t0)
-            let rows = x + t0 * c
-            xn.update(from: rows, count: n * c)
-            wuerstchenLayerNorm.applyInPlace(Tensor(shape: [n, c], storage: TensorStorage(borrowing: xn, count: n * c, owner: scratch.xn.storage)))
-            scaleShiftInPlace(xn, count: n * c, scale: 1 + g[3], shift: g[4])
-            linear(channelwise0, xn, rows: n, into: hidden)
+            let rows = x.rowsView(t0..<(t0 + n)), xn = scratch.xn.rowsView(0..<n)  // [n, C]
+            xn.updateRowsInPlace(from: rows, at: 0)
+            wuerstchenLayerNorm.applyInPlace(xn)
+            xn.scaleShiftInPlace(scale: 1 + g[3], shift: g[4])
+            linear(channelwise0, xn.data, rows: n, into: hidden)
             Activation.gelu.apply(hidden, hidden, count: n * hiddenC)
-            linear(channelwise2, hidden, rows: n, into: xn)
-            addScaledInPlace(rows, xn, count: n * c, scale: g[5])
+            linear(channelwise2, hidden, rows: n, into: xn.data)
+            rows.addScaledInPlace(xn, scale: g[5])
             t0 += n
         }
     }
@@ -463,8 +452,8 @@ struct MixingResidualBlock {
 /// (aten/src/ATen/native/batch_norm.cpp `batch_norm_cpu_collect_linear_and_constant_terms`):
 /// `alpha = weight / sqrt(running_var + eps)`, `beta = bias - running_mean * alpha`, `y = x * alpha + beta`.
 private struct BatchNorm {
-    let alpha: [Float]
-    let beta: [Float]
+    let alpha: Tensor  // [C]
+    let beta: Tensor  // [C]
 
     init(weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, eps: Float = 1e-5) {
         var a = [Float](repeating: 0, count: weight.count), b = a
@@ -473,22 +462,15 @@ private struct BatchNorm {
             a[c] = invstd * weight[flat: c]
             b[c] = bias[flat: c] - runningMean[flat: c] * a[c]
         }
-        alpha = a
-        beta = b
+        alpha = Tensor(shape: [a.count], values: a)
+        beta = Tensor(shape: [b.count], values: b)
     }
 
-    /// x: [..., C] normalised in place.
+    /// x: [..., C] normalised in place: `x * alpha` rounded, then `+ beta` (torch's two roundings).
     func applyInPlace(_ x: Tensor) {
-        let c = alpha.count
-        precondition(x.dim(-1) == c, "BatchNorm over \(c) channels got \(x.shape)")
-        let rows = x.count / c, p = x.data
-        alpha.withUnsafeBufferPointer { a in
-            beta.withUnsafeBufferPointer { b in
-                for r in 0..<rows {
-                    for j in 0..<c { p[r * c + j] = p[r * c + j] * a[j] + b[j] }
-                }
-            }
-        }
+        precondition(x.dim(-1) == alpha.count, "BatchNorm over \(alpha.count) channels got \(x.shape)")
+        x.mulInPlace(alpha)
+        x.addInPlace(beta)
     }
 }
 
@@ -546,57 +528,4 @@ private struct VectorQuantizer {
         }
         return out
     }
-}
-
-// MARK: - Elementwise helpers (in place, split over the pool, eight lanes at a time)
-
-/// `p[i] = p[i] * scale + shift` (two roundings, as torch's separate mul and add).
-private func scaleShiftInPlace(_ p: UnsafeMutablePointer<Float>, count: Int, scale: Float, shift: Float) {
-    let s8 = SIMD8<Float>(repeating: scale), b8 = SIMD8<Float>(repeating: shift)
-    chunked(count) { lo, hi in
-        var i = lo
-        while i + 8 <= hi {
-            store8(load8(p + i) * s8 + b8, p + i)
-            i += 8
-        }
-        while i < hi {
-            p[i] = p[i] * scale + shift
-            i += 1
-        }
-    }
-}
-
-/// `x[i] = x[i] + y[i] * scale` (the product rounded first, as torch's `x + y * g`).
-private func addScaledInPlace(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int, scale: Float) {
-    let s8 = SIMD8<Float>(repeating: scale)
-    chunked(count) { lo, hi in
-        var i = lo
-        while i + 8 <= hi {
-            store8(load8(x + i) + load8(y + i) * s8, x + i)
-            i += 8
-        }
-        while i < hi {
-            x[i] = x[i] + y[i] * scale
-            i += 1
-        }
-    }
-}
-
-/// Calls `body(lo, hi)` over ranges covering `0..<count`, split over the pool in multiples of 8.
-@inline(__always)
-private func chunked(_ count: Int, _ body: (Int, Int) -> Void) {
-    let blocks = (count + 7) / 8
-    Compute.pool.parallelFor(blocks, grain: 4096) { r in body(r.lowerBound * 8, min(count, r.upperBound * 8)) }
-}
-
-@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-@inline(__always) private func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-@inline(__always) private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
 }

@@ -86,9 +86,9 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
             let (request, imageEmbeddings) = (item.request, item.imageEmbeddings)
             let guided = request.decoderGuidance > 1
             let n = imageEmbeddings.dim(0)
-            let condition = repeatRows(slice(hidden, rows: spans[i]), times: n)
+            let condition = hidden.rowsView(spans[i]).repeatingRows(n)
             // effnet = cat([image_embeddings, zeros_like(image_embeddings)]) under guidance.
-            let effnet = guided ? batch([imageEmbeddings, Tensor(zeros: imageEmbeddings.shape)]) : imageEmbeddings
+            let effnet = guided ? Tensor.stacked([imageEmbeddings, Tensor(zeros: imageEmbeddings.shape)]) : imageEmbeddings
             let h = latentSide(prior: imageEmbeddings.dim(1)), w = latentSide(prior: imageEmbeddings.dim(2))
             let latents = DDPMWuerstchenScheduler.stepNoise(item.generator, shape: [n, h, w, decoder.config.cIn])
             return DecoderJob(request: request, generator: item.generator, effnet: effnet, textCondition: condition,
@@ -100,8 +100,8 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
     public func step(_ jobs: [DecoderJob]) {
         precondition(!jobs.isEmpty && jobs.allSatisfy { !$0.isFinished && $0.batchKey == jobs[0].batchKey },
                      "decoder step needs unfinished jobs of one latent shape")
-        let predicted = decoder(batch(jobs.flatMap(\.inputs)), r: jobs.flatMap(\.ratios),
-                                effnet: batch(jobs.map(\.effnet)), clip: batch(jobs.map(\.textCondition)))
+        let predicted = decoder(.stacked(jobs.flatMap(\.inputs)), r: jobs.flatMap(\.ratios),
+                                effnet: .stacked(jobs.map(\.effnet)), clip: .stacked(jobs.map(\.textCondition)))
         var row = 0
         for job in jobs { row = job.advance(predicted, from: row, scheduler: scheduler) }
     }
@@ -115,12 +115,12 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
     public func images(_ jobs: [DecoderJob]) throws -> [Tensor] {
         precondition(!jobs.isEmpty && jobs.allSatisfy { $0.isFinished && $0.latents.shape.dropFirst() == jobs[0].latents.shape.dropFirst() },
                      "images of unfinished jobs or of latents of different shapes")
-        let pixels = try vqgan.decodePipelineLatents(batch(jobs.map(\.latents))).clamped(0, 1)
+        let pixels = try vqgan.decodePipelineLatents(.stacked(jobs.map(\.latents))).clamped(0, 1)
         guard jobs.count > 1 else { return [pixels] }
         var row = 0
         return jobs.map { job in
             defer { row += job.latents.dim(0) }
-            return slice(pixels, rows: row..<(row + job.latents.dim(0)))
+            return pixels.rows(row..<(row + job.latents.dim(0)))
         }
     }
 }

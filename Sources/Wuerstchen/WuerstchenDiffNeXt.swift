@@ -394,29 +394,21 @@ public struct WuerstchenDiffNeXt: @unchecked Sendable {
     }
 
     /// PixelShuffle of the head into `a` (channels `0..<c_out`) and `b`, then `(x - a) / (sigmoid(b) * (1 - 2 eps) + eps)`
-    /// with eps = 1e-3, in torch's order of float32 operations.
+    /// with eps = 1e-3, in torch's order of float32 operations (the sigmoid as torch's scalar `1 / (1 + exp(-b))`).
     /// x: [B, H, W, c], head: [B, H/p, W/p, 2 * c * p^2] -> [B, H, W, c]
     private static func noise(_ x: Tensor, head: Tensor, channels c: Int, patch p: Int) -> Tensor {
-        let b = x.dim(0), height = x.dim(1), width = x.dim(2)
-        let hw = head.dim(2), hc = head.dim(3), pp = p * p
+        let ab = pixelShuffle(head, factor: p)  // [B, H, W, 2c]: a, then b
+        precondition(ab.shape == x.shape.dropLast() + [2 * c], "DiffNeXt head \(head.shape) does not fit x \(x.shape)")
         let out = Tensor(uninitialized: x.shape)
         let eps: Float = 1e-3
         let scale = Float(1 - 2 * Double(eps)), offset = eps  // Python scalars, rounded to float by torch
-        let xs = x.data, hs = head.data, os = out.data
-        Compute.pool.parallelFor(b * height, grain: 4) { rows in
-            for row in rows {
-                let bi = row / height, y = row - bi * height
-                let hy = y / p, i = y - hy * p
-                for xx in 0..<width {
-                    let hx = xx / p, j = xx - hx * p
-                    // PixelShuffle: output channel k at (y, x) is head channel k * p^2 + i * p + j.
-                    let src = hs + ((bi * head.dim(1) + hy) * hw + hx) * hc + i * p + j
-                    let base = (row * width + xx) * c
-                    for k in 0..<c {
-                        let a = src[k * pp], bb = src[(c + k) * pp]
-                        let s = 1 / (1 + Foundation.exp(-bb))
-                        os[base + k] = (xs[base + k] - a) / (s * scale + offset)
-                    }
+        let xs = x.data, abp = ab.data, os = out.data
+        Compute.pool.parallelFor(x.count / max(c, 1), grain: 1024) { pixels in
+            for pixel in pixels {
+                let base = pixel * c, a = abp + 2 * base, b = a + c
+                for k in 0..<c {
+                    let s = 1 / (1 + Foundation.exp(-b[k]))
+                    os[base + k] = (xs[base + k] - a[k]) / (s * scale + offset)
                 }
             }
         }

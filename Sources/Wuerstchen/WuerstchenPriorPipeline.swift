@@ -90,7 +90,7 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
         return items.enumerated().map { i, item in
             let request = item.request
             // prompt_embeds.repeat_interleave(n) and negative_prompt_embeds.repeat(1, n, 1): n copies each.
-            let condition = repeatRows(slice(hidden, rows: spans[i]), times: request.numImages)
+            let condition = hidden.rowsView(spans[i]).repeatingRows(request.numImages)
             let (h, w) = latentSize(height: request.height, width: request.width)
             // randn_tensor((n, c_in, h, w)) in NCHW order, times init_noise_sigma (1.0).
             let latents = DDPMWuerstchenScheduler.stepNoise(item.generator, shape: [request.numImages, h, w, prior.config.cIn])
@@ -110,7 +110,7 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
         precondition(!jobs.isEmpty && jobs.allSatisfy { !$0.isFinished && $0.batchKey == jobs[0].batchKey },
                      "prior step needs unfinished jobs of one latent shape")
         let conditioning = WuerstchenPrior.Conditioning.batched(jobs.map(\.conditioning))
-        let predicted = prior(batch(jobs.flatMap(\.inputs)), r: jobs.flatMap(\.ratios), conditioning: conditioning)
+        let predicted = prior(.stacked(jobs.flatMap(\.inputs)), r: jobs.flatMap(\.ratios), conditioning: conditioning)
         var row = 0
         for job in jobs { row = job.advance(predicted, from: row, scheduler: scheduler) }
     }

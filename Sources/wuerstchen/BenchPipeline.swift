@@ -119,10 +119,8 @@ struct BenchPipeline: ParsableCommand {
         report("", seconds: totalSeconds, counted: stages.values.reduce(GEMMProfile.Totals()) { $0 + $1.counted },
                precision: precision)
         if let output {
-            // The first image, [H, W, 3].
-            let shape = Array(images.shape.dropFirst())
-            let first = Tensor(shape: shape, values: Array(images.toArray().prefix(shape.reduce(1, *))))
-            try PNGEncoder().encode(first).write(to: URL(fileURLWithPath: output))
+            let first = images.row(0)  // [H, W, 3]
+            try PNGEncoder().encode(rgb: first.pixelBytes(), width: first.dim(1), height: first.dim(0)).write(to: URL(fileURLWithPath: output))
         }
         let sorted = result.sorted { $0.key < $1.key }
         if json {

@@ -76,12 +76,11 @@ struct Generate: ParsableCommand {
             log("wrote \(priorOutput)")
         }
         let encoder = PNGEncoder(compressionLevel: pngCompression)
-        let n = out.images.dim(0), per = out.images.count / n
+        let n = out.images.dim(0)
         for i in 0..<n {
-            let image = Tensor(uninitialized: Array(out.images.shape.dropFirst()))
-            image.data.update(from: out.images.data + i * per, count: per)
+            let image = out.images.row(i)  // [H, W, 3]
             let path = Self.outputPath(output, index: i, count: n)
-            try encoder.encode(image).write(to: URL(fileURLWithPath: path))
+            try encoder.encode(rgb: image.pixelBytes(), width: image.dim(1), height: image.dim(0)).write(to: URL(fileURLWithPath: path))
             log("wrote \(path)")
         }
         log("generated \(n) image(s) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")

@@ -28,7 +28,7 @@ import Tensor
         let scenes = try JSONSerialization.jsonObject(with: Data(file.metadata["scenes"]!.utf8)) as! [[String: String]]
         #expect(scenes.count == images.shape[0] && scenes.count >= 20)
         for (i, scene) in scenes.enumerated() {
-            let image = slice(images, rows: i..<i + 1).reshaped(Array(images.shape.dropFirst()))
+            let image = images.row(i)  // [64, 64, 3]
             let v = SceneClassifier.classify(image)
             #expect(v.background == scene["background"] && v.colour == scene["colour"] && v.shape == scene["shape"]
                     && v.position == scene["position"], "scene \(i) \(scene): classified as \(v)")

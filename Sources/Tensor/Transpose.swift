@@ -1,13 +1,12 @@
-import Tensor
-
-/// Cache-blocked 2-D transpose, for converting Paddle `[in, out]` Linear weights at load.
-enum Transpose {
+/// Cache-blocked 2-D transpose: Paddle's `[in, out]` Linear weights to PyTorch's `[out, in]` at load
+/// (SafeTensors' `WeightLoader`), and `transposed()` for matrices.
+public enum Transpose {
     /// Tile edge: 32 x 32 floats (4 KB) of source and destination stay in L1 together.
-    static let tile = 32
+    public static let tile = 32
 
     /// `dst[c, r] = src[r, c]`; `src: [rows, cols]`, `dst: [cols, rows]`, row-major, not overlapping.
     /// Splits destination row-tiles across `Compute.pool`.
-    static func matrix(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+    public static func matrix(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
         guard rows > 0, cols > 0 else { return }
         let tile = Self.tile
         let colTiles = (cols + tile - 1) / tile
@@ -29,5 +28,15 @@ enum Transpose {
                 }
             }
         }
+    }
+}
+
+extension Tensor {
+    /// The transpose of a matrix (`x.T`), copied. x: [R, C] -> [C, R]
+    public func transposed() -> Tensor {
+        precondition(rank == 2, "transposed() needs a matrix, got \(shape)")
+        let out = Tensor(uninitialized: [dim(1), dim(0)])
+        Transpose.matrix(data, rows: dim(0), cols: dim(1), into: out.data)
+        return out
     }
 }
