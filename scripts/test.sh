@@ -12,9 +12,11 @@ if ci_python="$(bash scripts/ci/openai_venv.sh)"; then
 else
     echo "test.sh: could not make the openai virtualenv; ServingTests' openai SDK check will fail" >&2
 fi
-# The container steps and deploy/ (Dockerfile stages run outside Docker, manifests validated, nginx in
-# front of two instances: scripts/ci/deploy_e2e.sh); only for the whole suite, not a filtered run.
+# deploy/ validated (scripts/ci/deploy_e2e.sh), then the image built by podman from the Dockerfile and run alone,
+# behind nginx and with `podman kube play` (scripts/ci/container_e2e.sh, as root); only for the whole suite, not
+# a filtered run.
 if (($# == 0)); then
     bash scripts/ci/deploy_e2e.sh
+    bash scripts/ci/container_e2e.sh
 fi
 swift test -c release -Xswiftc -enable-testing "$@"

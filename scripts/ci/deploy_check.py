@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the deployment files against each other, against the service and with real validators.
 
-    python scripts/ci/deploy_check.py --binary STAGED/bin/wuerstchen
+    python scripts/ci/deploy_check.py --binary .build/release/wuerstchen
 
 Run by scripts/ci/deploy_e2e.sh with the virtualenv of scripts/ci/deploy_venv.sh (kubernetes-validate,
 dockerfile = Docker's own parser, PyYAML). Each check prints `ok NAME` or `FAIL NAME: reason`; the last
@@ -286,7 +286,7 @@ def configmap_config_starts_the_server(binary=None):
 def main():
     global ARGS
     parser = argparse.ArgumentParser()
-    parser.add_argument("--binary", required=True, help="the staged wuerstchen (scripts/container/build.sh)")
+    parser.add_argument("--binary", required=True, help="a release build of wuerstchen (swift build -c release)")
     ARGS = parser.parse_args()
     passed = failed = 0
     for fn in CHECKS:

@@ -280,6 +280,10 @@ class E2E:
         self.nginx, self.port = start_nginx(args.nginx, workdir, [self.a.port, self.b.port])
         print(f"  nginx :{self.port}")
 
+    def access_log(self):
+        """nginx's access log (log_format wuerstchen)."""
+        return (Path(self.workdir) / "access.log").read_text()
+
     def close(self):
         for instance in (self.a, self.b):
             instance.stop()
@@ -309,7 +313,7 @@ class E2E:
         # Both ends logged the generated id: nginx passed it on.
         time.sleep(0.2)
         assert any(f"request_id={generated}" in i.log() for i in (self.a, self.b)), "the instance did not log nginx's request id"
-        assert f"request_id={generated}" in (Path(self.workdir) / "access.log").read_text(), "nginx did not log the request id"
+        assert f"request_id={generated}" in self.access_log(), "nginx did not log the request id"
         status, headers, _ = request(self.port, "GET", "/healthz", headers={"X-Request-Id": "bad id with spaces"})
         assert re.fullmatch(r"[0-9a-f]{32}", headers.get("x-request-id", "")), "an invalid client id was passed on"
 
@@ -389,7 +393,7 @@ class E2E:
         assert not lost, f"lost: {lost}"
         assert sum(o.kind == "image" for o in outcomes) >= len(outcomes) // 2, f"too few images: {outcomes}"
         retried = len(re.findall(r"request_id=e2e-kill-\d+ upstream=127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+ upstream_status=502, 200",
-                                 (Path(self.workdir) / "access.log").read_text()))
+                                 self.access_log()))
         print(f"  {retried} request(s) retried on b by nginx after a died")
 
     def sigterm_drains(self):

@@ -67,6 +67,9 @@ slim=(--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/sha
       # apt's package lists are not part of an image (as in the official one); RUN steps fetch them.
       --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb')
 
+# The official images' PATH (an imported root has no environment: without it, kube play finds no command).
+path=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
 exists() {  # exists IMAGE: the image is in podman's store and --force was not given
     ((force == 0)) && podman image exists "$1"
 }
@@ -87,7 +90,7 @@ make_image() {
 if exists "$debian_image"; then
     echo "local_bases.sh: $debian_image exists, kept" >&2
 else
-    make_image "$debian_image" 'CMD ["bash"]' --
+    make_image "$debian_image" "ENV $path" 'CMD ["bash"]' --
 fi
 
 # The toolchain on PATH: its root holds usr/bin/swift.
@@ -124,7 +127,7 @@ else
     mapfile -t hooks < <(printf '%s\n' "${hooks[@]}" | awk '!seen[$0]++')
     hooks+=(--customize-hook="copy-in $gitconfig /etc" --customize-hook="mv \"\$1/etc/$(basename "$gitconfig")\" \"\$1/etc/gitconfig\""
             --customize-hook="chmod 644 \"\$1/etc/gitconfig\"")
-    make_image "$swift_image" 'ENV PATH=/opt/swift/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    make_image "$swift_image" "ENV PATH=/opt/swift/usr/bin:${path#PATH=}" \
         "LABEL wuerstchen.swift-version=$swift_version" 'CMD ["bash"]' -- \
         --include="$(IFS=,; echo "${swift_packages[*]}")" "${hooks[@]}"
 fi
@@ -173,7 +176,7 @@ server {
     }
 }
 EOF
-    make_image "$nginx_image" 'CMD ["nginx", "-g", "daemon off;"]' 'EXPOSE 80' 'STOPSIGNAL SIGQUIT' -- \
+    make_image "$nginx_image" "ENV $path" 'CMD ["nginx", "-g", "daemon off;"]' 'EXPOSE 80' 'STOPSIGNAL SIGQUIT' -- \
         --include=nginx \
         --customize-hook="copy-in $nginx_conf/nginx.conf /etc/nginx" \
         --customize-hook="rm -f \"\$1\"/etc/nginx/sites-enabled/* \"\$1\"/etc/nginx/conf.d/*" \
