@@ -14,6 +14,9 @@
 # on the hybrid cgroup setup), ulimits nofile/nproc 1024 (podman's defaults exceed the hard limits), builds on
 # the host network. Every container, pod, network and volume it makes is removed on exit and before it starts.
 # Needs WUERSTCHEN_CI_PYTHON (scripts/ci/openai_venv.sh) for the openai SDK check; makes it when unset.
+#
+# Usage: scripts/ci/container_e2e.sh             everything
+#        scripts/ci/container_e2e.sh --prepare   only steps 1 and 2 (scripts/test.sh runs them while it compiles)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -23,6 +26,12 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "container_e2e: must run as root (rootful podman, apt-get, mmdebstrap) and there is no sudo" >&2
     exit 1
 fi
+prepare_only=0
+case "${1:-}" in
+    "") ;;
+    --prepare) prepare_only=1 ;;
+    *) echo "container_e2e: unknown argument '$1' (usage: container_e2e.sh [--prepare])" >&2; exit 2 ;;
+esac
 started=$SECONDS
 log() { echo "container_e2e: [$((SECONDS - started)) s] $*"; }
 
@@ -33,8 +42,10 @@ for p in "${packages[@]}"; do
 done
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Waits for the dpkg lock rather than failing when another install runs (scripts/test.sh overlaps steps).
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
 fi
 log "$(podman --version), $(runc --version | head -1)"
 
@@ -57,10 +68,11 @@ cleanup() {
 trap cleanup EXIT
 python3 scripts/ci/container_e2e.py --cleanup
 
-ci_python=${WUERSTCHEN_CI_PYTHON:-$(bash scripts/ci/openai_venv.sh)}
-
 bash scripts/container/local_bases.sh
 log "base images ready"
+if ((prepare_only)); then
+    exit 0
+fi
 
 # The build, timed; the cache mount keeps .build-container (SwiftPM's checkouts and objects) between builds.
 build_started=$SECONDS
@@ -70,9 +82,10 @@ podman build --format docker --network host --ulimit nofile=1024:1024 --ulimit n
     echo "container_e2e: podman build of the Dockerfile failed (last lines above)" >&2
     exit 1
 }
-grep -E '^(STEP|build\.sh:)' "$work/build.log" | sed 's/^/  /'
+grep -E '(STEP [0-9]|^build\.sh:)' "$work/build.log" | sed 's/^/  /'
 log "podman build --format docker: $image in $((SECONDS - build_started)) s"
 
-export WUERSTCHEN_CI_PYTHON="$ci_python"
+WUERSTCHEN_CI_PYTHON=${WUERSTCHEN_CI_PYTHON:-$(bash scripts/ci/openai_venv.sh)}
+export WUERSTCHEN_CI_PYTHON
 python3 scripts/ci/container_e2e.py --image "$image"
 log "done"

@@ -81,9 +81,17 @@ make_image() {
     while [ "$1" != "--" ]; do changes+=(--change "$1"); shift; done
     shift
     echo "local_bases.sh: making $image" >&2
-    local started=$SECONDS
-    mmdebstrap --quiet --variant=minbase --format=tar "${slim[@]}" "$@" "$suite" - "${sources[@]}" \
-        | podman import "${changes[@]}" - "$image" >/dev/null
+    local started=$SECONDS log
+    log=$(mktemp)
+    # mmdebstrap's and its hooks' chatter goes to a log, shown only when the image could not be made.
+    if ! mmdebstrap --quiet --variant=minbase --format=tar "${slim[@]}" "$@" "$suite" - "${sources[@]}" 2> "$log" \
+            | podman import "${changes[@]}" - "$image" > /dev/null 2>> "$log"; then
+        tail -40 "$log" >&2
+        rm -f "$log"
+        echo "local_bases.sh: could not make $image (mmdebstrap or podman import failed, last lines above)" >&2
+        exit 1
+    fi
+    rm -f "$log"
     echo "local_bases.sh: $image made in $((SECONDS - started)) s ($(podman image inspect --format '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1 / 1e6}'))" >&2
 }
 
