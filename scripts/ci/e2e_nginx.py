@@ -6,6 +6,9 @@ log path replaced.
 
     python3 scripts/ci/e2e_nginx.py --app STAGED --nginx /usr/sbin/nginx
 
+CI runs these checks against the image instead (scripts/ci/container_e2e.py subclasses E2E, issue 14); run this by
+hand on a machine without podman. scripts/bench/nginx_overhead.py uses its Instance and start_nginx.
+
 Through nginx it checks: health and X-Request-Id (passed on, logged by both, generated when absent);
 a PNG streams (chunked, valid); an SSE stream arrives incrementally; /metrics scrapes; the official
 openai SDK works (WUERSTCHEN_CI_PYTHON, scripts/ci/openai_venv.sh); nginx's own errors are JSON; one
