@@ -14,6 +14,9 @@
 
 FROM swift:6.3-bookworm AS build
 WORKDIR /src
+# The build packages in a layer of their own, cached until setup.sh changes (build.sh finds them installed).
+COPY scripts/setup.sh scripts/setup.sh
+RUN bash scripts/setup.sh
 COPY . .
 RUN --mount=type=cache,target=/src/.build-container bash scripts/container/build.sh /staging
 

@@ -84,6 +84,9 @@ podman build --format docker --network host --ulimit nofile=1024:1024 --ulimit n
 }
 grep -E '(STEP [0-9]|^build\.sh:)' "$work/build.log" | sed 's/^/  /'
 log "podman build --format docker: $image in $((SECONDS - build_started)) s"
+# The previous build's untagged images (its build stage alone is the 4 GB swift base plus a few hundred MB):
+# without this every run with changed sources would keep one more.
+podman image prune -f > /dev/null
 
 WUERSTCHEN_CI_PYTHON=${WUERSTCHEN_CI_PYTHON:-$(bash scripts/ci/openai_venv.sh)}
 export WUERSTCHEN_CI_PYTHON

@@ -102,7 +102,7 @@ def dockerfile_multistage_runs_the_container_scripts():
             f"build stage should be `FROM swift:6.x AS build`, is {' '.join(build['from'])}")
     require(runtime["from"][0] == "debian:bookworm-slim", f"runtime stage should be debian:bookworm-slim, is {runtime['from'][0]}")
     runs = [c.value[0] for c in build["commands"] if c.cmd == "RUN"]
-    require(runs == ["bash scripts/container/build.sh /staging"], f"build stage RUN lines: {runs}")
+    require(runs == ["bash scripts/setup.sh", "bash scripts/container/build.sh /staging"], f"build stage RUN lines: {runs}")
     runs = [c.value[0] for c in runtime["commands"] if c.cmd == "RUN"]
     require(len(runs) == 1 and runs[0].startswith("bash /usr/local/lib/wuerstchen-runtime.sh"), f"runtime stage RUN lines: {runs}")
     copies = [(c.flags, c.value) for c in runtime["commands"] if c.cmd == "COPY"]
