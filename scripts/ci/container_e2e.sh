@@ -75,17 +75,21 @@ if ((prepare_only)); then
 fi
 
 # The build, timed; the cache mount keeps .build-container (SwiftPM's checkouts and objects) between builds.
+# The build stage is tagged too (wuerstchen-build), so that pruning the untagged images of earlier builds (a few
+# hundred MB each time the sources change) keeps this build's layers, the cached build packages among them.
 build_started=$SECONDS
-podman build --format docker --network host --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
-    --layers -t "$image" . > "$work/build.log" 2>&1 || {
-    tail -40 "$work/build.log" >&2
-    echo "container_e2e: podman build of the Dockerfile failed (last lines above)" >&2
-    exit 1
-}
+for target in build runtime; do
+    tag=$image
+    [ "$target" = build ] && tag=localhost/wuerstchen-build:latest
+    podman build --format docker --network host --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+        --layers --target "$target" -t "$tag" . >> "$work/build.log" 2>&1 || {
+        tail -40 "$work/build.log" >&2
+        echo "container_e2e: podman build --target $target of the Dockerfile failed (last lines above)" >&2
+        exit 1
+    }
+done
 grep -E '(STEP [0-9]|^build\.sh:)' "$work/build.log" | sed 's/^/  /'
 log "podman build --format docker: $image in $((SECONDS - build_started)) s"
-# The previous build's untagged images (its build stage alone is the 4 GB swift base plus a few hundred MB):
-# without this every run with changed sources would keep one more.
 podman image prune -f > /dev/null
 
 WUERSTCHEN_CI_PYTHON=${WUERSTCHEN_CI_PYTHON:-$(bash scripts/ci/openai_venv.sh)}

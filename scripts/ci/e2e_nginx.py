@@ -240,15 +240,16 @@ def read_events(response):
                 name = data = None
 
 
-def load(port, count, tag):
-    """`count` concurrent image requests (png, json and sse mixed) in threads; returns (outcomes, threads)."""
+def load(port, count, tag, timeout=90):
+    """`count` concurrent image requests (png, json and sse mixed) in threads, each given `timeout` seconds to
+    answer; returns (outcomes, threads)."""
     modes = ["png", "png", "json", "sse"]
     outcomes, threads = [], []
     for i in range(count):
         mode = modes[i % len(modes)]
         outcome = Outcome(mode, f"e2e-{tag}-{i}")
         payload = dict(LONG, prompt=f"load {tag} {i}", seed=i)
-        t = threading.Thread(target=run_one, args=(port, mode, outcome.request_id, payload, outcome), daemon=True)
+        t = threading.Thread(target=run_one, args=(port, mode, outcome.request_id, payload, outcome, timeout), daemon=True)
         outcomes.append(outcome)
         threads.append(t)
         t.start()
