@@ -47,6 +47,7 @@ KUBE_FILES = ("configmap.yaml", "deployment.yaml", "service.yaml")
 # their containers after the pod and the container (wuerstchen-pod-0-wuerstchen).
 KUBE_POD = re.compile(r"^wuerstchen-pod-\d+$")
 KUBE_VOLUME = "wuerstchen-models"
+KUBE_CONFIG_VOLUME = "wuerstchen-config"  # configmap.yaml's name
 # drain_seconds of the image's server.json (30) plus slack, as deploy/docker-compose.yml's stop_grace_period.
 STOP_SECONDS = 40
 # The replicas drain for up to 120 s (WUERSTCHEN_DRAIN_SECONDS): on a shared 2-core machine (load average 16 seen)
@@ -175,10 +176,15 @@ def cleanup():
     """Everything a run made: labelled containers, the kube pod, the network, the volume. Safe to repeat."""
     ids = podman("ps", "-aq", "--filter", f"label={LABEL}=1", check=False).split()
     if ids:
-        podman("rm", "-f", "-t", "0", *ids, check=False)
+        # -v: the anonymous volume each container gets for the image's VOLUME /models.
+        podman("rm", "-f", "-v", "-t", "0", *ids, check=False)
     pods = kube_pods()
     if pods:
         podman("pod", "rm", "-f", "-t", "0", *pods, check=False)
+    # kube play keeps the ConfigMap as a volume named after it and reuses it on the next play: remove it, so that
+    # every run plays the ConfigMap as it is now.
+    if exists("volume", KUBE_CONFIG_VOLUME):
+        podman("volume", "rm", "-f", KUBE_CONFIG_VOLUME, check=False)
     if exists("network", NETWORK):
         podman("network", "rm", "-f", NETWORK, check=False)
     if exists("volume", KUBE_VOLUME):
