@@ -6,20 +6,23 @@
 #   docker run --rm -p 8080:8080 -v "$PWD/models:/models:ro" \
 #       -e WUERSTCHEN_PRIOR=/models/wuerstchen-prior -e WUERSTCHEN_DECODER=/models/wuerstchen wuerstchen
 #
-# Every RUN is one of scripts/container/*.sh, which CI runs outside Docker too (no Docker engine on the
-# CI machines): scripts/ci/deploy_e2e.sh stages the build with build.sh, installs the runtime with
-# runtime.sh, checks the binary's libraries against it (check_libs.sh) and serves the staged copy as
-# the user below behind nginx. scripts/ci/deploy_check.py checks the instructions of this file.
+# Every RUN is one of scripts/container/*.sh. CI builds this file with podman (`--format docker`, which keeps
+# the HEALTHCHECK) on base images it makes from Debian's packages (scripts/container/local_bases.sh; no
+# registry there) and runs the image alone, as two replicas behind nginx and with `podman kube play`
+# (scripts/ci/container_e2e.sh); scripts/ci/deploy_check.py checks the instructions of this file.
 # x86-64 images need AVX2 and FMA (release builds use -target-cpu haswell).
 
 FROM swift:6.3-bookworm AS build
 WORKDIR /src
+# The build packages in a layer of their own, cached until setup.sh changes (build.sh finds them installed).
+COPY scripts/setup.sh scripts/setup.sh
+RUN bash scripts/setup.sh
 COPY . .
 RUN --mount=type=cache,target=/src/.build-container bash scripts/container/build.sh /staging
 
 FROM debian:bookworm-slim AS runtime
 COPY scripts/container/runtime.sh /usr/local/lib/wuerstchen-runtime.sh
-RUN bash /usr/local/lib/wuerstchen-runtime.sh && rm -rf /var/lib/apt/lists/*
+RUN bash /usr/local/lib/wuerstchen-runtime.sh
 COPY --from=build /staging /app
 # The models are mounted here (read-only is enough); without WUERSTCHEN_PRIOR/WUERSTCHEN_DECODER the
 # embedded demo model is served.

@@ -4,7 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-swift build -c release
 # The openai SDK check in ServingTests runs the official Python SDK from a virtualenv outside the
 # repository; without WUERSTCHEN_CI_PYTHON that test fails and says how to run it.
 if ci_python="$(bash scripts/ci/openai_venv.sh)"; then
@@ -12,9 +11,27 @@ if ci_python="$(bash scripts/ci/openai_venv.sh)"; then
 else
     echo "test.sh: could not make the openai virtualenv; ServingTests' openai SDK check will fail" >&2
 fi
-# The container steps and deploy/ (Dockerfile stages run outside Docker, manifests validated, nginx in
-# front of two instances: scripts/ci/deploy_e2e.sh); only for the whole suite, not a filtered run.
-if (($# == 0)); then
+# Only for the whole suite, not a filtered run: deploy/ validated (scripts/ci/deploy_e2e.sh), then the image built
+# by podman from the Dockerfile and run alone, behind nginx and with `podman kube play` (scripts/ci/container_e2e.sh,
+# as root). Its preparation (podman from apt, the base images: mostly downloads and disk) runs while this compiles.
+whole=$((($# == 0)))
+if ((whole)); then
+    bash scripts/ci/deploy_venv.sh >/dev/null
+    prepare_log=$(mktemp)
+    bash scripts/ci/container_e2e.sh --prepare > "$prepare_log" 2>&1 &
+    prepare=$!
+    trap 'kill "$prepare" 2>/dev/null || true; rm -f "$prepare_log"' EXIT
+fi
+swift build -c release
+if ((whole)); then
     bash scripts/ci/deploy_e2e.sh
+    status=0
+    wait "$prepare" || status=$?
+    cat "$prepare_log"
+    if ((status)); then
+        echo "test.sh: scripts/ci/container_e2e.sh --prepare failed (exit $status; its output above)" >&2
+        exit 1
+    fi
+    bash scripts/ci/container_e2e.sh
 fi
 swift test -c release -Xswiftc -enable-testing "$@"

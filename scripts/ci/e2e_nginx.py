@@ -6,6 +6,9 @@ log path replaced.
 
     python3 scripts/ci/e2e_nginx.py --app STAGED --nginx /usr/sbin/nginx
 
+CI runs these checks against the image instead (scripts/ci/container_e2e.py subclasses E2E, issue 14); run this by
+hand on a machine without podman. scripts/bench/nginx_overhead.py uses its Instance and start_nginx.
+
 Through nginx it checks: health and X-Request-Id (passed on, logged by both, generated when absent);
 a PNG streams (chunked, valid); an SSE stream arrives incrementally; /metrics scrapes; the official
 openai SDK works (WUERSTCHEN_CI_PYTHON, scripts/ci/openai_venv.sh); nginx's own errors are JSON; one
@@ -237,15 +240,16 @@ def read_events(response):
                 name = data = None
 
 
-def load(port, count, tag):
-    """`count` concurrent image requests (png, json and sse mixed) in threads; returns (outcomes, threads)."""
+def load(port, count, tag, timeout=90):
+    """`count` concurrent image requests (png, json and sse mixed) in threads, each given `timeout` seconds to
+    answer; returns (outcomes, threads)."""
     modes = ["png", "png", "json", "sse"]
     outcomes, threads = [], []
     for i in range(count):
         mode = modes[i % len(modes)]
         outcome = Outcome(mode, f"e2e-{tag}-{i}")
         payload = dict(LONG, prompt=f"load {tag} {i}", seed=i)
-        t = threading.Thread(target=run_one, args=(port, mode, outcome.request_id, payload, outcome), daemon=True)
+        t = threading.Thread(target=run_one, args=(port, mode, outcome.request_id, payload, outcome, timeout), daemon=True)
         outcomes.append(outcome)
         threads.append(t)
         t.start()
@@ -280,6 +284,10 @@ class E2E:
         self.nginx, self.port = start_nginx(args.nginx, workdir, [self.a.port, self.b.port])
         print(f"  nginx :{self.port}")
 
+    def access_log(self):
+        """nginx's access log (log_format wuerstchen)."""
+        return (Path(self.workdir) / "access.log").read_text()
+
     def close(self):
         for instance in (self.a, self.b):
             instance.stop()
@@ -309,7 +317,7 @@ class E2E:
         # Both ends logged the generated id: nginx passed it on.
         time.sleep(0.2)
         assert any(f"request_id={generated}" in i.log() for i in (self.a, self.b)), "the instance did not log nginx's request id"
-        assert f"request_id={generated}" in (Path(self.workdir) / "access.log").read_text(), "nginx did not log the request id"
+        assert f"request_id={generated}" in self.access_log(), "nginx did not log the request id"
         status, headers, _ = request(self.port, "GET", "/healthz", headers={"X-Request-Id": "bad id with spaces"})
         assert re.fullmatch(r"[0-9a-f]{32}", headers.get("x-request-id", "")), "an invalid client id was passed on"
 
@@ -389,7 +397,7 @@ class E2E:
         assert not lost, f"lost: {lost}"
         assert sum(o.kind == "image" for o in outcomes) >= len(outcomes) // 2, f"too few images: {outcomes}"
         retried = len(re.findall(r"request_id=e2e-kill-\d+ upstream=127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+ upstream_status=502, 200",
-                                 (Path(self.workdir) / "access.log").read_text()))
+                                 self.access_log()))
         print(f"  {retried} request(s) retried on b by nginx after a died")
 
     def sigterm_drains(self):

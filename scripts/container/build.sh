@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The Dockerfile's build stage, also run outside Docker by CI (scripts/ci/deploy_e2e.sh), so what the
-# image gets is tested without a Docker engine. Installs the build packages (scripts/setup.sh), builds
-# `wuerstchen` in release with the Swift runtime and Foundation linked statically (the runtime image
-# then needs only OpenBLAS, libpng, OpenSSL and zlib: scripts/container/check_libs.sh verifies it),
+# The Dockerfile's build stage (CI builds the image with podman: scripts/ci/container_e2e.sh); also usable
+# outside a container (scripts/bench/nginx_overhead.py serves such a staged copy). Installs the build packages
+# (scripts/setup.sh), builds `wuerstchen` in release with the Swift runtime and Foundation linked statically
+# (the runtime image then needs only OpenBLAS, oneDNN, libpng, OpenSSL and zlib: scripts/container/runtime.sh),
 # and stages into DEST, which must be missing or empty:
 #
 #   DEST/bin/wuerstchen                   the server and CLI
