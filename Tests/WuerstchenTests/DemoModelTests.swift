@@ -103,7 +103,11 @@ import Tensor
             }
         }
         let mean = sum / Double(count)
-        print("demo model \(precision.rawValue) vs fp32, 4 images at 256 px: mean \(mean) levels, max \(worst)")
-        #expect(mean <= 3, "\(precision.rawValue) pixels are \(mean) levels from fp32 on average")
+        // Measured (Zen 4): bf16 0.35; int8 0.58 with 255 activation levels (AVX512-VNNI), 1.18 with 127
+        // (AVX2, `ONEDNN_MAX_CPU_ISA=AVX2`), and 1.41 at 255 before the decoder's blocks quantised each input
+        // segment on its own (ResBlockStageB.channelwise0), which the int8 bound catches.
+        let bound = precision == .int8 ? (Precision.int8ActivationLevels == 255 ? 1.0 : 2.0) : 3.0
+        print("demo model \(precision.rawValue) vs fp32, 4 images at 256 px: mean \(mean) levels, max \(worst) (bound on the mean \(bound))")
+        #expect(mean <= bound, "\(precision.rawValue) pixels are \(mean) levels from fp32 on average")
     }
 }
