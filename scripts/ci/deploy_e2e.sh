@@ -12,7 +12,9 @@
 # Usage: scripts/ci/deploy_e2e.sh            (after `swift build -c release`)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bin=$(swift build -c release --show-bin-path)
+# The release folder as such: `swift build --show-bin-path` with other flags than test.sh's build replans the
+# package, and the next `swift test` then compiles everything again.
+bin=.build/release
 if [ ! -x "$bin/wuerstchen" ]; then
     echo "deploy_e2e: no $bin/wuerstchen; run swift build -c release first (scripts/test.sh does)" >&2
     exit 1
