@@ -2,7 +2,7 @@
 # The Dockerfile's build stage, also run outside Docker by CI (scripts/ci/deploy_e2e.sh), so what the
 # image gets is tested without a Docker engine. Installs the build packages (scripts/setup.sh), builds
 # `wuerstchen` in release with the Swift runtime and Foundation linked statically (the runtime image
-# then needs only OpenBLAS, libpng, OpenSSL and zlib: scripts/container/check_libs.sh verifies it),
+# then needs only OpenBLAS, oneDNN, libpng, libjpeg-turbo, libwebp, OpenSSL and zlib: scripts/container/check_libs.sh verifies it),
 # and stages into DEST, which must be missing or empty:
 #
 #   DEST/bin/wuerstchen                   the server and CLI

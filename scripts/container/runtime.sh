@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The Dockerfile's runtime stage, also run outside Docker by CI (scripts/ci/deploy_e2e.sh, as root):
 # installs only the shared libraries `wuerstchen` links besides glibc and libstdc++ (OpenBLAS, oneDNN, libpng,
-# OpenSSL, zlib; scripts/container/check_libs.sh checks the binary needs nothing else) and adds the
+# libjpeg-turbo, libwebp with libwebpmux, OpenSSL, zlib; scripts/container/check_libs.sh checks the binary needs nothing else) and adds the
 # unprivileged user the service runs as, `wuerstchen` with uid and gid 10001 (the Dockerfile's USER,
 # the Kubernetes runAsUser). Idempotent.
 #
 # Usage: scripts/container/runtime.sh            install and add the user (as root)
 #        scripts/container/runtime.sh --packages print the package list, one per line
 set -euo pipefail
-packages=(libopenblas0-pthread libdnnl2 libpng16-16 libssl3 zlib1g)
+packages=(libopenblas0-pthread libdnnl2 libpng16-16 libjpeg62-turbo libwebp7 libwebpmux3 libssl3 zlib1g)
 uid=10001
 name=wuerstchen
 
