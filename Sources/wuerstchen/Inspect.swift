@@ -14,12 +14,17 @@ struct Inspect: ParsableCommand {
     func run() throws {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: image)) } catch {
-            throw ValidationError("cannot read \(image): \(error.localizedDescription)")
+            throw InspectError(description: "cannot read \(image): \(error.localizedDescription)")
         }
         do {
             print(try GenerationParameters.read(from: data).json.serialized)
         } catch {
-            throw ValidationError("\(image): \(error)")
+            throw InspectError(description: "\(image): \(error)")
         }
     }
+}
+
+/// A file `inspect` cannot read parameters from (printed as `Error: ...`, exit status 1, without the usage).
+struct InspectError: Error, CustomStringConvertible {
+    let description: String
 }
