@@ -202,7 +202,7 @@ import Wuerstchen
             #expect(noLength.status == 411)
             let badJSON = try RawClient.request(s.port, "POST", "/v1/images", body: #"{"prompt": "x",}"#)
             #expect(badJSON.status == 400 && badJSON.json?["error"]?["code"] == .string("invalid_json"))
-            let notAcceptable = try RawClient.request(s.port, "POST", "/v1/images", headers: [("Accept", "image/jpeg")], body: smallRequest())
+            let notAcceptable = try RawClient.request(s.port, "POST", "/v1/images", headers: [("Accept", "image/gif")], body: smallRequest())
             #expect(notAcceptable.status == 406)
             let tooBig = try RawClient.request(s.port, "POST", "/v1/images", body: String(repeating: " ", count: 2 << 20))
             #expect(tooBig.status == 413)
