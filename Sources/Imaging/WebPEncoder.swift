@@ -5,7 +5,7 @@ import Foundation
 /// with the metadata in EXIF and XMP chunks (libwebpmux). libwebp hands out the file only when the whole
 /// image is compressed, so the sink gets it then, in pieces of 64 KiB.
 public struct WebPEncoder: Sendable {
-    /// Lossless (VP8L) when true; `quality` then sets the effort (libwebp's meaning for lossless).
+    /// Lossless (VP8L) when true; `quality` then sets the effort, 0 (fastest) ... 100 (smallest), as libwebp reads it.
     public var lossless: Bool
     /// libwebp's quality 0 (smallest) ... 100.
     public var quality: Int
