@@ -61,7 +61,12 @@ let package = Package(
         .target(name: "HTTP1", dependencies: ["COpenSSL", "CEpoll", "JSON"]),
         // libpng behind a small C shim that catches libpng's longjmp errors (libpng-dev, zlib1g-dev).
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png")]),
-        .target(name: "Imaging", dependencies: ["CPNG"]),
+        // libjpeg-turbo behind a C shim that turns libjpeg's fatal errors into a longjmp it catches
+        // (libjpeg62-turbo-dev).
+        .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
+        // libwebp's encoder and decoder and libwebpmux for the EXIF/XMP chunks (libwebp-dev).
+        .target(name: "CWebP", linkerSettings: [.linkedLibrary("webp"), .linkedLibrary("webpmux")]),
+        .target(name: "Imaging", dependencies: ["CPNG", "CJPEG", "CWebP"]),
         .target(name: "SafeTensors", dependencies: ["Tensor", "JSON"]),
         .target(
             name: "CLIP", dependencies: ["Tensor", "SafeTensors", "JSON"],

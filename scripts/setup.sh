@@ -3,7 +3,7 @@
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
-packages=(libopenblas-dev libdnnl-dev libpng-dev libssl-dev zlib1g-dev pkg-config openssl)
+packages=(libopenblas-dev libdnnl-dev libpng-dev libjpeg62-turbo-dev libwebp-dev libssl-dev zlib1g-dev pkg-config openssl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,6 @@
 import CLIP
 import Foundation
+import Imaging
 import JSON
 import Wuerstchen
 
@@ -46,14 +47,21 @@ public struct ImageJob: Sendable, Equatable {
     public var promptTruncated: Bool
     /// `timeout_seconds`: the request's deadline from submission; nil for the server's default.
     public var timeout: Double? = nil
+    /// `output_format`; nil when not given (`Accept` then picks on `/v1/images`, else PNG).
+    public var outputFormat: ImageFormat? = nil
+    /// `output_compression` 0-100; nil for the format's default (`ImageEncoder`).
+    public var outputCompression: Int? = nil
 }
 
 /// Parses and validates the JSON bodies of `POST /v1/images` and `POST /v1/images/generations`; every
 /// error is a 400 whose `param` names the field (OpenAI's names on the OpenAI endpoint).
 public enum ImageRequests {
-    /// Fields of `POST /v1/images`.
+    /// Fields of `POST /v1/images`; the last four are what `wuerstchen inspect` prints besides them, accepted
+    /// (checked, not applied: one model runs at the server's precision, and every image comes back) so that
+    /// its output can be posted as is.
     public static let nativeFields = ["prompt", "negative_prompt", "width", "height", "num_images", "seed", "prior_steps",
-                                      "prior_guidance_scale", "decoder_steps", "decoder_guidance_scale", "timeout_seconds"]
+                                      "prior_guidance_scale", "decoder_steps", "decoder_guidance_scale", "timeout_seconds",
+                                      "output_format", "output_compression", "image_index", "precision", "model", "version"]
     /// Fields of `POST /v1/images/generations`: OpenAI's, then the extensions.
     public static let openAIFields = ["prompt", "n", "size", "response_format", "model", "user", "quality", "style",
                                       "output_format", "background", "moderation", "output_compression", "stream",
@@ -72,7 +80,31 @@ public enum ImageRequests {
         g.width = try r.int("width", 1...Int(Int32.max)) ?? 1024
         g.height = try r.int("height", 1...Int(Int32.max)) ?? 1024
         g.numImages = try r.int("num_images", 1...limits.maxImages) ?? 1
+        if let index = try r.int("image_index", 0...Int(Int32.max)), index >= g.numImages {
+            throw ServingError.invalid("image_index", "image_index \(index) must be below num_images \(g.numImages)")
+        }
+        try r.oneOf("precision", ["fp32", "bf16", "int8"])
+        _ = try r.string("model")
+        _ = try r.string("version")
         return try finish(g, r, model: model, limits: limits, randomSeed: randomSeed)
+    }
+
+    /// `output_format` of a body (nil when absent or null); a 400 naming the field for anything but png,
+    /// jpeg or webp. Read before the rest of the body, since it decides which `Accept` can be met.
+    public static func outputFormat(_ body: JSONValue) throws(ServingError) -> ImageFormat? {
+        guard case .object(let members) = body else { return nil }
+        return try format(members.first(where: { $0.0 == "output_format" })?.1)
+    }
+
+    private static func format(_ value: JSONValue?) throws(ServingError) -> ImageFormat? {
+        guard let value, value != .null else { return nil }
+        guard case .string(let s) = value else {
+            throw ServingError.invalid("output_format", "output_format must be a string, got \(value.kindDescription)", code: "invalid_type")
+        }
+        guard let format = ImageFormat(rawValue: s) else {
+            throw ServingError.invalid("output_format", "output_format \(quoted(s)) must be one of png, jpeg, webp")
+        }
+        return format
     }
 
     /// `POST /v1/images/generations` (OpenAI Images API). `response_format` must be `b64_json` (or absent).
@@ -102,10 +134,8 @@ public enum ImageRequests {
         _ = try r.string("user")
         try r.oneOf("quality", ["standard", "hd", "auto", "high", "medium", "low"])
         try r.oneOf("style", ["vivid", "natural"])
-        try r.oneOf("output_format", ["png"])
         try r.oneOf("background", ["auto", "opaque"])
         try r.oneOf("moderation", ["auto", "low"])
-        _ = try r.int("output_compression", 0...100)
         if try r.bool("stream") == true {
             throw ServingError.invalid("stream", "stream is not supported on this endpoint; use POST /v1/images with Accept: text/event-stream",
                                        code: "unsupported_value")
@@ -137,7 +167,9 @@ public enum ImageRequests {
             throw ServingError(status: 500, message: "\(error)", type: "server_error")
         }
         return ImageJob(generation: g, promptTruncated: model.tokenCount(g.prompt) > model.maxTokens,
-                        timeout: try r.timeout("timeout_seconds", max: limits.maxTimeout))
+                        timeout: try r.timeout("timeout_seconds", max: limits.maxTimeout),
+                        outputFormat: try format(r.value("output_format")),
+                        outputCompression: try r.int("output_compression", 0...100))
     }
 
     /// Throws, naming the field to change, when the request's forward-pass rows (its images, twice when

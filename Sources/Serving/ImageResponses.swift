@@ -7,26 +7,30 @@ import Wuerstchen
 
 /// How the images go back, from the route and `Accept`.
 enum ImageResponseMode: Equatable {
-    /// One PNG, streamed with chunked encoding as libpng writes it.
-    case png
-    /// `multipart/mixed`, one `image/png` part per image, streamed.
+    /// One image file, streamed with chunked encoding as it is encoded (PNG, JPEG) or once encoded (WebP).
+    case image
+    /// `multipart/mixed`, one image part per image, streamed.
     case multipart
-    /// `{"created", "seed", "data": [{"b64_json"}]}`.
+    /// `{"created", "seed", "output_format", "data": [{"b64_json"}]}`.
     case json
     /// Server-sent events: `queued`, `progress`, then `image` per image and `done` (or `error`).
     case eventStream
     /// OpenAI's `{"created", "data": [{"b64_json"}]}`.
     case openAI
 
-    /// The media types `/v1/images` offers, in the server's order of preference.
-    static let offered: [(String, ImageResponseMode)] = [
-        ("image/png", .png), ("multipart/mixed", .multipart), ("application/json", .json), ("text/event-stream", .eventStream),
-    ]
+    /// The media types `/v1/images` offers, in the server's order of preference: the image types (only
+    /// the one of `output_format` when the body names one), then the containers.
+    static func offered(format: ImageFormat?) -> [(String, ImageResponseMode, ImageFormat?)] {
+        let images = (format.map { [$0] } ?? ImageFormat.allCases).map { ($0.mediaType, ImageResponseMode.image, Optional($0)) }
+        return images + [("multipart/mixed", .multipart, nil), ("application/json", .json, nil), ("text/event-stream", .eventStream, nil)]
+    }
 
     /// The best offered type for an `Accept` header (RFC 9110 §12.5.1: the most specific range sets a
-    /// type's q; highest q wins, ties go to the server's order); nil when none is acceptable (406).
-    static func negotiate(_ accept: String?) -> ImageResponseMode? {
-        guard let accept, !accept.trimmingCharacters(in: .whitespaces).isEmpty else { return .png }
+    /// type's q; highest q wins, ties go to the server's order, so `image/*` and `*/*` give PNG unless
+    /// `output_format` says otherwise) with the image format it names; nil when none is acceptable (406).
+    static func negotiate(_ accept: String?, format: ImageFormat? = nil) -> (mode: ImageResponseMode, format: ImageFormat?)? {
+        let offered = offered(format: format)
+        guard let accept, !accept.trimmingCharacters(in: .whitespaces).isEmpty else { return (.image, format ?? .png) }
         var ranges: [(type: String, q: Double)] = []
         for item in accept.split(separator: ",") {
             let parts = item.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
@@ -35,13 +39,13 @@ enum ImageResponseMode: Equatable {
             for p in parts.dropFirst() where p.hasPrefix("q=") { q = Double(p.dropFirst(2)) ?? 0 }
             ranges.append((type, min(max(q, 0), 1)))
         }
-        var best: (ImageResponseMode, Double)?
-        for (type, mode) in offered {
+        var best: (ImageResponseMode, ImageFormat?, Double)?
+        for (type, mode, imageFormat) in offered {
             let major = type.split(separator: "/")[0]
             let q = ranges.first { $0.type == type }?.q ?? ranges.first { $0.type == "\(major)/*" }?.q ?? ranges.first { $0.type == "*/*" }?.q ?? 0
-            if q > 0, q > (best?.1 ?? 0) { best = (mode, q) }
+            if q > 0, q > (best?.2 ?? 0) { best = (mode, imageFormat, q) }
         }
-        return best?.0
+        return best.map { ($0.0, $0.1) }
     }
 }
 
@@ -83,14 +87,22 @@ extension ServingHandler {
             exchange.error(.invalid(nil, "the body is not valid JSON: \(error.description)", code: "invalid_json"))
             return
         }
+        let requestedFormat: ImageFormat?
+        do { requestedFormat = try ImageRequests.outputFormat(body) } catch {
+            exchange.error(error)
+            return
+        }
         let mode: ImageResponseMode
+        var acceptFormat: ImageFormat?
         if openAI {
             mode = .openAI
-        } else if let negotiated = ImageResponseMode.negotiate(request.headers["Accept"]) {
-            mode = negotiated
+        } else if let negotiated = ImageResponseMode.negotiate(request.headers["Accept"], format: requestedFormat) {
+            (mode, acceptFormat) = negotiated
         } else {
+            let offered = ImageResponseMode.offered(format: requestedFormat).map(\.0).joined(separator: ", ")
+            let why = requestedFormat.map { " (output_format \($0.rawValue) leaves \($0.mediaType) as the one image type)" } ?? ""
             exchange.error(ServingError(
-                status: 406, message: "Accept '\(request.headers["Accept"] ?? "")' allows none of image/png, multipart/mixed, application/json, text/event-stream",
+                status: 406, message: "Accept '\(request.headers["Accept"] ?? "")' allows none of \(offered)\(why)",
                 code: "not_acceptable"))
             return
         }
@@ -110,11 +122,43 @@ extension ServingHandler {
             exchange.error(error)
             return
         }
-        let resolved = mode == .png && job.generation.numImages > 1 ? .multipart : mode
-        run(job, on: service, mode: resolved, exchange)
+        let format = job.outputFormat ?? acceptFormat ?? .png
+        let output = ImageOutput(
+            encoder: ImageEncoder(format: format, compression: job.outputCompression, defaultPNGLevel: configuration.pngCompression),
+            parameters: configuration.imageMetadata
+                ? GenerationParameters(request: job.generation, model: configuration.modelID, precision: precisionName,
+                                       outputFormat: format, outputCompression: job.outputCompression) : nil)
+        if let parameters = output.parameters {
+            // The JPEG bound depends only on the request's text: refuse before generating.
+            do { try output.encoder.check(parameters.metadata) } catch {
+                let field = job.generation.negativePrompt.utf8.count > job.generation.prompt.utf8.count ? "negative_prompt" : "prompt"
+                exchange.error(.invalid(field, "\(error.description) (or ask the operator for image_metadata off)", code: "metadata_too_large"))
+                return
+            }
+        }
+        let resolved = mode == .image && job.generation.numImages > 1 ? .multipart : mode
+        run(job, on: service, mode: resolved, output: output, exchange)
     }
 
-    private func run(_ job: ImageJob, on service: any GenerationService, mode: ImageResponseMode, _ exchange: Exchange) {
+    /// How images are written: the encoder, and the parameters they carry (nil with `image_metadata` off).
+    struct ImageOutput {
+        let encoder: ImageEncoder
+        let parameters: GenerationParameters?
+
+        /// The metadata of image `index`.
+        func metadata(_ index: Int) -> ImageMetadata? {
+            guard var p = parameters else { return nil }
+            p.imageIndex = index
+            return p.metadata
+        }
+
+        /// The whole file of image `index`, base64; throws when encoding fails (never an empty image in a 200).
+        func base64(_ image: RGBImage, index: Int) throws -> String {
+            try encoder.encode(rgb: image.bytes, width: image.width, height: image.height, metadata: metadata(index)).base64EncodedString()
+        }
+    }
+
+    private func run(_ job: ImageJob, on service: any GenerationService, mode: ImageResponseMode, output: ImageOutput, _ exchange: Exchange) {
         var headers = [("X-Seed", String(job.generation.seed))]
         if job.promptTruncated { headers.append(("X-Prompt-Truncated", "true")) }
         let inbox = EventInbox()
@@ -131,7 +175,7 @@ extension ServingHandler {
         exchange.writer.onClose { ticket.cancel() }
 
         if mode == .eventStream {
-            streamEvents(job, inbox: inbox, ticket: ticket, headers: headers, exchange)
+            streamEvents(job, inbox: inbox, ticket: ticket, output: output, headers: headers, exchange)
             return
         }
         while true {
@@ -140,29 +184,30 @@ extension ServingHandler {
             case .failed(let error):
                 exchange.error(error, headers: headers)
                 return
-            case .completed(let output):
-                deliver(output, job: job, mode: mode, headers: headers, exchange)
+            case .completed(let generated):
+                deliver(generated, job: job, mode: mode, output: output, headers: headers, exchange)
                 return
             }
         }
     }
 
     /// Writes finished images in `mode` (not `eventStream`).
-    private func deliver(_ output: GenerationOutput, job: ImageJob, mode: ImageResponseMode, headers: [(String, String)], _ exchange: Exchange) {
-        let images = Self.rgbImages(output.images)
-        let encoder = PNGEncoder(compressionLevel: configuration.pngCompression)
+    private func deliver(_ generated: GenerationOutput, job: ImageJob, mode: ImageResponseMode, output: ImageOutput,
+                         headers: [(String, String)], _ exchange: Exchange) {
+        let images = Self.rgbImages(generated.images)
+        let format = output.encoder.format
         let created = JSONValue.int(Int(Date().timeIntervalSince1970))
         switch mode {
-        case .png:
-            exchange.head(status: 200, headers: [("Content-Type", "image/png")] + headers)
-            let ok = stream(images[0], encoder: encoder, exchange)
+        case .image:
+            exchange.head(status: 200, headers: [("Content-Type", format.mediaType)] + headers)
+            let ok = stream(images[0], index: 0, output: output, exchange)
             exchange.finish(complete: ok)
         case .multipart:
             let boundary = "wuerstchen-" + Exchange.requestID(from: nil)
             exchange.head(status: 200, headers: [("Content-Type", "multipart/mixed; boundary=\(boundary)")] + headers)
             for (i, image) in images.enumerated() {
-                let partHead = "--\(boundary)\r\nContent-Type: image/png\r\nContent-Disposition: inline; filename=\"image-\(i).png\"\r\n\r\n"
-                guard (try? exchange.write(Array(partHead.utf8))) != nil, stream(image, encoder: encoder, exchange),
+                let partHead = "--\(boundary)\r\nContent-Type: \(format.mediaType)\r\nContent-Disposition: inline; filename=\"image-\(i).\(format.fileExtension)\"\r\n\r\n"
+                guard (try? exchange.write(Array(partHead.utf8))) != nil, stream(image, index: i, output: output, exchange),
                       (try? exchange.write(Array("\r\n".utf8))) != nil else {
                     exchange.finish(complete: false)
                     return
@@ -172,14 +217,15 @@ extension ServingHandler {
             exchange.finish(complete: ok)
         case .json, .openAI:
             let encoded: [String]
-            do { encoded = try images.map { try Self.base64PNG($0, encoder: encoder) } } catch {
-                exchange.error(ServingError(status: 500, message: "PNG encoding failed: \(error)", type: "server_error"), headers: headers)
+            do { encoded = try images.enumerated().map { try output.base64($1, index: $0) } } catch {
+                exchange.error(ServingError(status: 500, message: "\(format.rawValue.uppercased()) encoding failed: \(error)", type: "server_error"), headers: headers)
                 return
             }
             let data = JSONValue.array(encoded.map { .object([("b64_json", .string($0))]) })
             var members: [(String, JSONValue)] = [("created", created)]
             if mode == .json {
-                members += [("seed", .int(job.generation.seed)), ("prompt_truncated", .bool(job.promptTruncated))]
+                members += [("seed", .int(job.generation.seed)), ("prompt_truncated", .bool(job.promptTruncated)),
+                            ("output_format", .string(format.rawValue))]
             }
             members.append(("data", data))
             exchange.json(200, .object(members), headers: headers)
@@ -189,7 +235,8 @@ extension ServingHandler {
     }
 
     /// Server-sent events: every queue move and step as it happens, then the images.
-    private func streamEvents(_ job: ImageJob, inbox: EventInbox, ticket: GenerationTicket, headers: [(String, String)], _ exchange: Exchange) {
+    private func streamEvents(_ job: ImageJob, inbox: EventInbox, ticket: GenerationTicket, output: ImageOutput,
+                              headers: [(String, String)], _ exchange: Exchange) {
         exchange.head(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
                                              ("X-Accel-Buffering", "no")] + headers)
         var connected = true
@@ -210,18 +257,18 @@ extension ServingHandler {
                 send("error", exchange.publicError(error).json)
                 exchange.finish(complete: connected)
                 return
-            case .completed(let output):
-                let encoder = PNGEncoder(compressionLevel: configuration.pngCompression)
-                for (i, image) in Self.rgbImages(output.images).enumerated() {
-                    guard let png = try? Self.base64PNG(image, encoder: encoder) else {
-                        send("error", exchange.publicError(ServingError(status: 500, message: "PNG encoding of image \(i) failed", type: "server_error")).json)
+            case .completed(let generated):
+                let format = output.encoder.format.rawValue
+                for (i, image) in Self.rgbImages(generated.images).enumerated() {
+                    guard let file = try? output.base64(image, index: i) else {
+                        send("error", exchange.publicError(ServingError(status: 500, message: "\(format.uppercased()) encoding of image \(i) failed", type: "server_error")).json)
                         exchange.finish(complete: connected)
                         return
                     }
-                    send("image", .object([("index", .int(i)), ("b64_json", .string(png))]))
+                    send("image", .object([("index", .int(i)), ("output_format", .string(format)), ("b64_json", .string(file))]))
                 }
                 send("done", .object([("created", .int(Int(Date().timeIntervalSince1970))), ("seed", .int(job.generation.seed)),
-                                      ("num_images", .int(output.images.dim(0))), ("prompt_truncated", .bool(job.promptTruncated))]))
+                                      ("num_images", .int(generated.images.dim(0))), ("prompt_truncated", .bool(job.promptTruncated))]))
                 exchange.finish(complete: connected)
                 return
             }
@@ -242,20 +289,16 @@ extension ServingHandler {
         return (0..<n).map { RGBImage(width: w, height: h, bytes: Array(all[($0 * per)..<(($0 + 1) * per)])) }
     }
 
-    /// Streams one PNG into the response as libpng produces it; false if the client went away.
-    private func stream(_ image: RGBImage, encoder: PNGEncoder, _ exchange: Exchange) -> Bool {
+    /// Streams image `index` into the response as its encoder produces it; false if the client went away
+    /// or encoding failed (the response is then cut short).
+    private func stream(_ image: RGBImage, index: Int, output: ImageOutput, _ exchange: Exchange) -> Bool {
         do {
-            try encoder.encode(rgb: image.bytes, width: image.width, height: image.height) { chunk in
+            try output.encoder.encode(rgb: image.bytes, width: image.width, height: image.height, metadata: output.metadata(index)) { chunk in
                 (try? exchange.write(Array(chunk))) != nil
             }
             return true
         } catch {
             return false
         }
-    }
-
-    /// The image as base64 PNG; throws when encoding fails (never an empty image in a 200).
-    static func base64PNG(_ image: RGBImage, encoder: PNGEncoder) throws -> String {
-        try encoder.encode(rgb: image.bytes, width: image.width, height: image.height).base64EncodedString()
     }
 }

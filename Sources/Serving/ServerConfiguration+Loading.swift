@@ -174,6 +174,7 @@ extension ServerConfiguration {
         int("max_image_side", 128...2048) { $0.config.maxImageSide = $1 },
         int("max_steps", 1...10_000) { $0.config.maxSteps = $1 },
         int("png_compression", 0...9) { $0.config.pngCompression = $1 },
+        bool("image_metadata") { $0.config.imageMetadata = $1 },
         string("model_id") { $0.config.modelID = $1 },
         int("limits.max_request_line_bytes", 64...(1 << 20)) { $0.config.limits.maxRequestLineBytes = $1 },
         int("limits.max_header_bytes", 256...(1 << 24)) { $0.config.limits.maxHeaderBytes = $1 },

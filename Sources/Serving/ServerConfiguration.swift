@@ -31,6 +31,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maxSteps = 200
     /// `png_compression`: zlib level of the PNGs, 0 (fastest) ... 9 (smallest).
     public var pngCompression = 6
+    /// `image_metadata`: whether every image carries its generation parameters (PNG text chunks, JPEG/WebP
+    /// Exif and XMP; `GenerationParameters`). Off for privacy: the prompt then leaves only in the answer.
+    public var imageMetadata = true
     /// `model_id`: the model's name in `/v1/models`.
     public var modelID = "wuerstchen-v2"
     /// `limits`: the HTTP server's size, count and time limits (`HTTPLimits`, snake_case keys, seconds).

@@ -1,6 +1,7 @@
 import Foundation
 import HTTP1
 import Logging
+import Tensor
 
 /// The HTTP API (ARCHITECTURE.md "HTTP (v1)"): routing, API keys, readiness, and the image routes.
 ///
@@ -27,6 +28,8 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
     let metrics: ServingMetrics
     let logger: Logger
     let limits: RequestLimits
+    /// The precision that runs (`precision` after the CPU's fallback), recorded in every image.
+    let precisionName: String
     private let apiKeys: [[UInt8]]
     private let routes: [Route]
     private let startTime = Int(Date().timeIntervalSince1970)
@@ -38,6 +41,7 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
         self.metrics = metrics
         self.logger = logger
         limits = RequestLimits(configuration)
+        precisionName = (Precision(rawValue: configuration.precision) ?? .fp32).resolved().precision.rawValue
         apiKeys = configuration.apiKeys.map { Array($0.utf8) }
         let keys = !configuration.apiKeys.isEmpty
         routes = [

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Serving
 import Tensor
 
 @main
@@ -7,5 +8,6 @@ struct Wuerstchen: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wuerstchen",
         abstract: "Würstchen v2 text-to-image on CPUs.",
-        subcommands: [Generate.self, Tokenize.self, Bench.self, Serve.self])
+        version: WuerstchenVersion.current,
+        subcommands: [Generate.self, Inspect.self, Tokenize.self, Bench.self, Serve.self])
 }

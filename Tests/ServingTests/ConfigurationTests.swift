@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import HTTP1
 import JSON
 import Testing
@@ -122,14 +123,25 @@ import Testing
 
 @Suite struct ImageResponseModeTests {
     @Test func negotiatesAccept() {
-        #expect(ImageResponseMode.negotiate(nil) == .png)
-        #expect(ImageResponseMode.negotiate("*/*") == .png)
-        #expect(ImageResponseMode.negotiate("application/json") == .json)
-        #expect(ImageResponseMode.negotiate("text/event-stream") == .eventStream)
-        #expect(ImageResponseMode.negotiate("image/png;q=0.5, application/json") == .json)
-        #expect(ImageResponseMode.negotiate("image/*, multipart/mixed;q=0.9") == .png)
-        #expect(ImageResponseMode.negotiate("*/*;q=0.1, text/*") == .eventStream)
-        #expect(ImageResponseMode.negotiate("image/jpeg") == nil)
-        #expect(ImageResponseMode.negotiate("image/png;q=0") == nil)
+        func mode(_ accept: String?, _ format: ImageFormat? = nil) -> ImageResponseMode? { ImageResponseMode.negotiate(accept, format: format)?.mode }
+        func image(_ accept: String?, _ format: ImageFormat? = nil) -> ImageFormat? { ImageResponseMode.negotiate(accept, format: format)?.format }
+        #expect(mode(nil) == .image && image(nil) == .png)
+        #expect(mode("*/*") == .image && image("*/*") == .png)
+        #expect(mode("application/json") == .json)
+        #expect(mode("text/event-stream") == .eventStream)
+        #expect(mode("image/png;q=0.5, application/json") == .json)
+        #expect(mode("image/*, multipart/mixed;q=0.9") == .image && image("image/*") == .png)
+        #expect(mode("*/*;q=0.1, text/*") == .eventStream)
+        #expect(mode("image/png;q=0") == nil)
+        // JPEG and WebP by Accept, with q-values deciding between image types.
+        #expect(image("image/jpeg") == .jpeg && image("image/webp") == .webp)
+        #expect(image("image/webp;q=0.9, image/jpeg;q=0.5") == .webp)
+        #expect(image("image/png;q=0.2, image/jpeg;q=0.8, image/webp;q=0.5") == .jpeg)
+        #expect(image("image/*;q=0.5, image/webp") == .webp)
+        #expect(mode("image/gif") == nil && mode("image/jpeg;q=0") == nil)
+        // output_format leaves one image type: image/* and */* mean it, another image type cannot be met.
+        #expect(image(nil, .webp) == .webp && image("*/*", .jpeg) == .jpeg && image("image/*", .webp) == .webp)
+        #expect(mode("image/png", .jpeg) == nil)
+        #expect(mode("image/png, application/json;q=0.5", .jpeg) == .json)
     }
 }

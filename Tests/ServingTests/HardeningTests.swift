@@ -200,8 +200,9 @@ import Wuerstchen
     }
 
     /// An image that cannot be encoded is an error, never a 200 with an empty image.
-    @Test func base64PNGThrowsInsteadOfAnEmptyImage() {
+    @Test(arguments: ImageFormat.allCases) func base64ThrowsInsteadOfAnEmptyImage(_ format: ImageFormat) {
         let bad = ServingHandler.RGBImage(width: 0, height: 0, bytes: [])
-        #expect(throws: (any Error).self) { _ = try ServingHandler.base64PNG(bad, encoder: PNGEncoder(compressionLevel: 6)) }
+        let output = ServingHandler.ImageOutput(encoder: ImageEncoder(format: format), parameters: nil)
+        #expect(throws: (any Error).self) { _ = try output.base64(bad, index: 0) }
     }
 }

@@ -202,7 +202,7 @@ import Wuerstchen
             #expect(noLength.status == 411)
             let badJSON = try RawClient.request(s.port, "POST", "/v1/images", body: #"{"prompt": "x",}"#)
             #expect(badJSON.status == 400 && badJSON.json?["error"]?["code"] == .string("invalid_json"))
-            let notAcceptable = try RawClient.request(s.port, "POST", "/v1/images", headers: [("Accept", "image/jpeg")], body: smallRequest())
+            let notAcceptable = try RawClient.request(s.port, "POST", "/v1/images", headers: [("Accept", "image/gif")], body: smallRequest())
             #expect(notAcceptable.status == 406)
             let tooBig = try RawClient.request(s.port, "POST", "/v1/images", body: String(repeating: " ", count: 2 << 20))
             #expect(tooBig.status == 413)
@@ -260,7 +260,8 @@ import Wuerstchen
         (#"{"prompt": "x", "response_format": "jpeg"}"#, "response_format"),
         (#"{"prompt": "x", "quality": "ultra"}"#, "quality"),
         (#"{"prompt": "x", "style": "weird"}"#, "style"),
-        (#"{"prompt": "x", "output_format": "webp"}"#, "output_format"),
+        (#"{"prompt": "x", "output_format": "gif"}"#, "output_format"),
+        (#"{"prompt": "x", "output_compression": 101}"#, "output_compression"),
         (#"{"prompt": "x", "model": 3}"#, "model"),
         (#"{"prompt": "x", "stream": true}"#, "stream"),
         (#"{"prompt": "x", "width": 128}"#, "width"),

@@ -2,7 +2,7 @@
 # The Dockerfile's build stage (CI builds the image with podman: scripts/ci/container_e2e.sh); also usable
 # outside a container (scripts/bench/nginx_overhead.py serves such a staged copy). Installs the build packages
 # (scripts/setup.sh), builds `wuerstchen` in release with the Swift runtime and Foundation linked statically
-# (the runtime image then needs only OpenBLAS, oneDNN, libpng, OpenSSL and zlib: scripts/container/runtime.sh),
+# (the runtime image then needs only OpenBLAS, oneDNN, libpng, libjpeg-turbo, libwebp, OpenSSL and zlib: scripts/container/runtime.sh),
 # and stages into DEST, which must be missing or empty:
 #
 #   DEST/bin/wuerstchen                   the server and CLI

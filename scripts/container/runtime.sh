@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Dockerfile's runtime stage (as root): installs only the shared libraries `wuerstchen` links besides glibc
-# and libstdc++ (OpenBLAS, oneDNN, libpng, OpenSSL, zlib; scripts/ci/container_e2e.sh runs the image built on
+# and libstdc++ (OpenBLAS, oneDNN, libpng,
+# libjpeg-turbo, libwebp with libwebpmux, OpenSSL, zlib; scripts/ci/container_e2e.sh runs the image built on
 # them, where a missing library stops the server at its start, naming the library) and adds the
 # unprivileged user the service runs as, `wuerstchen` with uid and gid 10001 (the Dockerfile's USER,
 # the Kubernetes runAsUser). Idempotent. When it installs, it then empties apt's cache and package lists.
@@ -8,7 +9,7 @@
 # Usage: scripts/container/runtime.sh            install and add the user (as root)
 #        scripts/container/runtime.sh --packages print the package list, one per line
 set -euo pipefail
-packages=(libopenblas0-pthread libdnnl2 libpng16-16 libssl3 zlib1g)
+packages=(libopenblas0-pthread libdnnl2 libpng16-16 libjpeg62-turbo libwebp7 libwebpmux3 libssl3 zlib1g)
 uid=10001
 name=wuerstchen
 
