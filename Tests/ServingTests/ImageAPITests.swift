@@ -335,6 +335,29 @@ import Wuerstchen
         }
     }
 
+    /// A client that half-closes once it sent its request (`curl`, `nc -N`) gets the whole event stream,
+    /// though its FIN arrives while the answer streams (issue 12 item 3): only a reset cancels. The
+    /// streaming probes it is sent meanwhile are SSE comments, which dispatch no event.
+    @Test func halfClosedEventStreamGetsTheWholeAnswer() throws {
+        try withServer { s in
+            let client = try RawClient(port: s.port)
+            client.send("POST", "/v1/images", headers: [("Accept", "text/event-stream"), ("X-Request-Id", "half-1")],
+                        body: smallRequest().replacingOccurrences(of: #""decoder_steps": 2"#, with: #""decoder_steps": 40"#))
+            #expect(try client.readHead().0 == 200)
+            var reader = EventReader(client: client)
+            var names: [String] = []
+            // The head and the first step are out: the answer streams, and the generation runs on.
+            while let (event, _) = try reader.next() {
+                names.append(event)
+                if event == "progress" { break }
+            }
+            shutdown(client.fd, Int32(SHUT_WR))
+            while let (event, _) = try reader.next() { names.append(event) }
+            #expect(names.filter { $0 == "progress" }.count >= 40 && names.contains("image") && names.last == "done", "\(names)")
+            #expect(s.service?.summary(of: "half-1")?.status == .done)
+        }
+    }
+
     /// A client that disconnects mid-generation: the job is cancelled and computes no further step.
     @Test func disconnectCancelsTheGeneration() throws {
         try withServer { s in
