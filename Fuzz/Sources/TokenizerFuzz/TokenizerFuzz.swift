@@ -5,11 +5,13 @@ import FuzzSupport
 /// CLIP use) on any UTF-8 (invalid sequences become U+FFFD, as an HTTP body's would not: it is checked
 /// first, but the tokenizer must not depend on it). Properties: exactly 77 ids and mask entries, BOS
 /// first, EOS last of the real positions, the mask 1s then 0s, every id inside the vocabulary, the count
-/// before truncation agreeing with `tokenIDs`, and the same answer twice. libFuzzer's `-timeout` catches
+/// before truncation and the ids agreeing with `tokenIDs`. libFuzzer's `-timeout` catches
 /// inputs whose cost grows faster than their length (issue 12 item 1).
 @main
 struct TokenizerFuzz {
     static func main() {
+        // Loaded before libFuzzer starts its per-input clock (the vocabulary takes seconds under ASan).
+        _ = tokenizer.vocabularySize
         runFuzzer { data, size in
             check(bytes(data, size))
             return 0
@@ -33,5 +35,4 @@ func check(_ input: [UInt8]) {
     precondition(t.untruncatedCount == ids.count + 2, "untruncated \(t.untruncatedCount), tokenIDs \(ids.count)")
     precondition(t.truncated == (ids.count + 2 > tokenizer.maxLength), "truncated \(t.truncated) with \(ids.count) tokens")
     precondition(Array(t.ids[1..<(n - 1)]) == Array(ids.prefix(n - 2)), "encode and tokenIDs disagree")
-    precondition(tokenizer.encode(text) == t, "not deterministic")
 }
