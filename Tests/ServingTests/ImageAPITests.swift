@@ -172,7 +172,7 @@ import Wuerstchen
                          "wuerstchen_queue_depth", "wuerstchen_queue_wait_seconds_bucket", "wuerstchen_images_generated_total 1",
                          "wuerstchen_step_duration_seconds_bucket{stage=\"prior\"", "wuerstchen_step_duration_seconds_bucket{stage=\"decoder\"",
                          "wuerstchen_batch_size_bucket", "wuerstchen_generation_duration_seconds_count 1", "wuerstchen_model_load_seconds",
-                         "process_resident_memory_bytes", "process_open_fds", "# TYPE wuerstchen_http_requests_total counter"] {
+                         "process_resident_memory_bytes", "process_open_fds", "wuerstchen_buffer_cache_bytes", "# TYPE wuerstchen_http_requests_total counter"] {
                 #expect(metrics.text.contains(name), "metrics lack \(name)")
             }
             #expect(counted.contains(where: { metrics.text.contains($0) }), "\(metrics.text)")

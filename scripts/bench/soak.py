@@ -16,7 +16,8 @@ Checks (exit status 1 if one fails): the server never exits; every well-formed r
 cancelled is answered 200 with its image(s); every malformed one gets its 4xx; RSS after the run is within
 --rss-tolerance (5%) of RSS after the first --rss-baseline (200) requests (checked only when the run
 has at least 5x that many; a short run reports it); the open descriptors return to the idle count.
-Prints one JSON object: counts, latencies, RSS samples every --sample-every requests, descriptors.
+Prints one JSON object: counts, latencies, RSS, descriptors and the server's buffer cache
+(`wuerstchen_buffer_cache_bytes`) every --sample-every requests.
 --env NAME=VALUE (repeatable) sets the server's environment (e.g. MALLOC_ARENA_MAX=2).
 """
 import argparse
@@ -51,6 +52,19 @@ def rss_kb(pid):
 
 def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def buffer_cache_kb(port):
+    """The server's `wuerstchen_buffer_cache_bytes` (freed tensor buffers it keeps), in kB, or None."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("GET", "/metrics")
+        for line in c.getresponse().read().decode().splitlines():
+            if line.startswith("wuerstchen_buffer_cache_bytes "):
+                return int(float(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return None
 
 
 def body(rng, size, n=1):
@@ -233,7 +247,7 @@ def main():
                     if server.poll() is None and (n % args.sample_every == 0 or n == args.rss_baseline):
                         r = rss_kb(server.pid)
                         if n % args.sample_every == 0:
-                            samples.append((n, r, fd_count(server.pid)))
+                            samples.append((n, r, fd_count(server.pid), buffer_cache_kb(port)))
                         if n == args.rss_baseline:
                             baseline[0] = r
 
@@ -270,7 +284,7 @@ def main():
             "latency_s": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
             "idle_rss_kb": idle_rss, "rss_after_baseline_kb": baseline[0], "final_rss_kb": final_rss,
             "rss_growth_after_baseline": None if growth is None else round(growth, 4),
-            "rss_samples": [{"after": n, "rss_kb": r, "fds": f} for n, r, f in samples],
+            "rss_samples": [{"after": n, "rss_kb": r, "fds": f, "buffer_cache_kb": b} for n, r, f, b in samples],
             "idle_fds": idle_fds, "final_fds": final_fds, "errors": errors[:20], "error_count": len(errors),
             "env": args.env,
         }, indent=1))
