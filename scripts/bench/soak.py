@@ -202,8 +202,15 @@ def main():
             time.sleep(0.2)
         # Warm: one generation, so that model buffers count in the idle figures.
         well_formed(port, "png", random.Random(1), args.timeout)
-        time.sleep(0.5)
-        idle_fds, idle_rss = fd_count(server.pid), rss_kb(server.pid)
+        # Idle: the warm-up connection closed (two equal readings a second apart, at most 10 s).
+        idle_fds = fd_count(server.pid)
+        for _ in range(10):
+            time.sleep(1)
+            now_fds = fd_count(server.pid)
+            if now_fds == idle_fds:
+                break
+            idle_fds = now_fds
+        idle_rss = rss_kb(server.pid)
 
         rng = random.Random(args.seed)
         plan = []
@@ -266,7 +273,7 @@ def main():
         while fd_count(server.pid) > idle_fds and time.time() < settle:
             time.sleep(0.5)
         final_fds, final_rss = fd_count(server.pid), rss_kb(server.pid)
-        if final_fds != idle_fds:
+        if final_fds > idle_fds:
             errors.append(f"open descriptors {final_fds} after the run, {idle_fds} when idle")
         growth = None
         if baseline[0]:
