@@ -38,3 +38,15 @@ if ((whole)); then
     bash scripts/ci/container_e2e.sh
 fi
 swift test -c release -Xswiftc -enable-testing "$@"
+# Issue 12's campaign in short form, whole suite only: every libFuzzer harness for
+# WUERSTCHEN_CI_FUZZ_SECONDS (20; 0 skips) on the committed seeds (scripts/ci/fuzz.sh; its own
+# address-sanitizer build under Fuzz/.build, the longest part on a clean clone) and a 200-request soak of
+# the demo model (scripts/bench/soak.py: no crash, every answer, descriptors back to idle; its RSS bound
+# needs a long run, see BENCHMARKS.md).
+if (($# == 0)); then
+    fuzz_seconds="${WUERSTCHEN_CI_FUZZ_SECONDS:-20}"
+    if ((fuzz_seconds > 0)); then
+        bash scripts/ci/fuzz.sh "$fuzz_seconds"
+    fi
+    python3 scripts/bench/soak.py --binary .build/release/wuerstchen --requests 200 --clients 16
+fi

@@ -271,9 +271,10 @@ final class HTTPConnection: @unchecked Sendable {
     /// §15.2) tells them apart: a socket that is closed for reading answers data with a reset (RFC 1122
     /// §4.2.2.13; Linux does so for `close` and `SHUT_RD`), seen by `checkPeer`. An answer that is complete
     /// (`respond` or `finish` called, its `responseFinished` hop maybe still queued, its writer maybe
-    /// released) is written out either way. An answer already streaming, or an HTTP/1.0 one before its head,
-    /// cannot carry a probe: the client is taken as gone (an SSE stream waiting in the queue would otherwise
-    /// hold its place until its next event).
+    /// released) is written out either way. An answer already streaming goes on to its end: its streaming
+    /// probe (an SSE comment, `HTTPResponseWriter.setStreamingProbe`) tells a client that went away while
+    /// the stream waits (an event stream queued behind other work), else its own next write meets the reset.
+    /// Only an HTTP/1.0 answer before its head can carry no probe: that client is taken as gone.
     private func endOfInput() {
         if machine.inFlight {
             if (currentWriter?.sendInterimProbe() ?? .answerComplete) == .unavailable {
@@ -287,7 +288,8 @@ final class HTTPConnection: @unchecked Sendable {
     }
 
     /// After a half-close with a request in flight: a pending socket error means the probe was reset
-    /// (the client is gone: cancel); else probe again, backing off, while the answer has not started.
+    /// (the client is gone: cancel); else probe again, backing off, while a probe can be sent (the answer
+    /// has not started, or it streams with a streaming probe).
     private func checkPeer(now: Double) {
         peerCheckAt = nil
         guard machine.inFlight, !closed else { return }
@@ -298,8 +300,8 @@ final class HTTPConnection: @unchecked Sendable {
             return
         }
         // A reset answers the first probe within a round trip; later probes (backing off to one per 5 s)
-        // catch a client that closes altogether after its half-close. Once the answer started, its own
-        // writes fail on a reset instead.
+        // catch a client that closes altogether after its half-close. An answer streaming without a probe
+        // learns of a reset from its own writes instead.
         peerCheckInterval = min(peerCheckInterval * 2, 5)
         if currentWriter?.sendInterimProbe() == .sent { peerCheckAt = now + peerCheckInterval }
     }

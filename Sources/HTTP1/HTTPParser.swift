@@ -229,12 +229,13 @@ public struct HTTPParser: Sendable {
             if end - start > limit + 1 { return .error(tooLong) }
             return .needMore
         }
-        // buffer[i] is LF.
+        // buffer[i] is LF. The length first, by the rule `needMore` applies above (`limit` bytes and the
+        // CR): else a too-long line ending in a bare LF is 400 whole and 414 when split before its LF.
+        if i - start > limit + 1 { return .error(tooLong) }
         guard i > start, buffer[i - 1] == 0x0D else {
             return .error(HTTPError(status: 400, code: "bare_lf", message: "a line ends with LF without CR"))
         }
         let line = start..<(i - 1)
-        if line.count > limit { return .error(tooLong) }
         start = i + 1
         scanned = 0
         return .line(line)

@@ -41,6 +41,8 @@ public final class HTTPResponseWriter: @unchecked Sendable {
     private var closeRequested = false
     private var closeFired = false
     private var closeCallbacks: [@Sendable () -> Void] = []
+    /// See `setStreamingProbe` (guarded by `writeLock`).
+    private var streamingProbe: [UInt8] = []
 
     init(connection: HTTPConnection, request: HTTPRequest) {
         self.connection = connection
@@ -82,6 +84,17 @@ public final class HTTPResponseWriter: @unchecked Sendable {
         closeCallbacks.append(callback)
         stateLock.unlock()
         if connection.isOutputClosed { connectionClosed() }
+    }
+
+    /// Body bytes that the answer's format ignores wherever they fall between two `write`s (for server-sent
+    /// events the comment line `":\n\n"`, WHATWG HTML §9.2.6). While a chunked answer streams to a client
+    /// that half-closed, the connection sends them now and then as a chunk of their own: a client that went
+    /// away answers with a reset and the answer is cancelled, one that only half-closed reads on. Without
+    /// them a streaming answer to a half-closed client goes on until one of its own writes meets a reset.
+    public func setStreamingProbe(_ bytes: [UInt8]) {
+        writeLock.lock()
+        defer { writeLock.unlock() }
+        streamingProbe = bytes
     }
 
     /// Sends the status line and headers (buffered until the first body bytes or `finish()`).
@@ -192,21 +205,32 @@ public final class HTTPResponseWriter: @unchecked Sendable {
         /// The whole answer is queued or being queued (`respond` or `finish` was called): it can be
         /// written out whether the client only half-closed or went away.
         case answerComplete
-        /// Nothing can be sent between the answer's bytes: it is streaming (head out, end not), or an
-        /// HTTP/1.0 client takes no interim response (or the output closed).
+        /// The answer is streaming (head out, end not) and its format has no probe (`setStreamingProbe`),
+        /// or a `write` of it is in progress: it goes on, and its own writes fail if the client went away.
+        case streaming
+        /// Nothing can be sent before the answer's head: an HTTP/1.0 client takes no interim response
+        /// (or the output closed).
         case unavailable
     }
 
-    /// Queues `100 Continue` if nothing of the response was written yet and the client speaks HTTP/1.1
-    /// (a probe whether a half-closed client still reads, see `HTTPConnection`). Never blocks.
+    /// Queues a probe whether a half-closed client still reads (see `HTTPConnection`): `100 Continue` if
+    /// nothing of the response was written yet and the client speaks HTTP/1.1, the streaming probe as a
+    /// chunk if the answer is streaming chunked and has one. Never blocks.
     func sendInterimProbe() -> PeerProbe {
         if isCompleting { return .answerComplete }
         // Held by `respond` or `finish` (which mark the answer complete before taking it: look again),
-        // or by a streaming `write`.
-        guard writeLock.try() else { return isCompleting ? .answerComplete : .unavailable }
+        // or by a streaming `write` (which itself meets a reset if the client went away).
+        guard writeLock.try() else { return isCompleting ? .answerComplete : .streaming }
         defer { writeLock.unlock() }
-        guard version == .http1_1, !headWritten else { return .unavailable }
-        let queued = (try? connection.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), flush: true, wait: false)) != nil
+        let probe: [UInt8]
+        if !headWritten {
+            guard version == .http1_1 else { return .unavailable }
+            probe = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+        } else {
+            guard case .chunked = framing, !streamingProbe.isEmpty else { return .streaming }
+            probe = Array(String(streamingProbe.count, radix: 16).utf8) + [0x0D, 0x0A] + streamingProbe + [0x0D, 0x0A]
+        }
+        let queued = (try? connection.enqueue(probe, flush: true, wait: false)) != nil
         return queued ? .sent : .unavailable
     }
 

@@ -237,6 +237,9 @@ extension ServingHandler {
     /// Server-sent events: every queue move and step as it happens, then the images.
     private func streamEvents(_ job: ImageJob, inbox: EventInbox, ticket: GenerationTicket, output: ImageOutput,
                               headers: [(String, String)], _ exchange: Exchange) {
+        // An SSE comment: lets HTTP1 tell a client that went away from one that only half-closed while the
+        // stream waits for its next event (queued behind other work).
+        exchange.writer.setStreamingProbe(Array(":\n\n".utf8))
         exchange.head(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
                                              ("X-Accel-Buffering", "no")] + headers)
         var connected = true

@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import Metrics
 import Prometheus
+import Tensor
 
 /// The service's metrics, recorded through swift-metrics into a Prometheus registry of its own (no
 /// global `MetricsSystem.bootstrap`, so tests can make as many as they like). Names follow Prometheus
@@ -25,6 +26,7 @@ import Prometheus
 /// | `wuerstchen_model_load_seconds` | gauge | |
 /// | `process_resident_memory_bytes` | gauge | (read from /proc at scrape time) |
 /// | `process_open_fds` | gauge | (read from /proc at scrape time) |
+/// | `wuerstchen_buffer_cache_bytes` | gauge | (freed tensor buffers kept for reuse, at scrape time) |
 public final class ServingMetrics: Sendable {
     /// The registry the metrics live in; `exposition()` renders it.
     public let registry: PrometheusCollectorRegistry
@@ -45,6 +47,7 @@ public final class ServingMetrics: Sendable {
     let modelLoad: Meter
     let residentMemory: Meter
     let openFDs: Meter
+    let bufferCache: Meter
 
     /// Metrics in a fresh registry.
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -69,6 +72,7 @@ public final class ServingMetrics: Sendable {
         modelLoad = Meter(label: "wuerstchen_model_load_seconds", factory: factory)
         residentMemory = Meter(label: "process_resident_memory_bytes", factory: factory)
         openFDs = Meter(label: "process_open_fds", factory: factory)
+        bufferCache = Meter(label: "wuerstchen_buffer_cache_bytes", factory: factory)
     }
 
     /// Counts one answered request and its duration.
@@ -84,6 +88,7 @@ public final class ServingMetrics: Sendable {
         let stats = ProcessStats.read()
         if let rss = stats.residentBytes { residentMemory.set(Double(rss)) }
         if let fds = stats.openFileDescriptors { openFDs.set(Double(fds)) }
+        bufferCache.set(Double(Compute.bufferCacheBytes))
         return registry.emitToString()
     }
 }

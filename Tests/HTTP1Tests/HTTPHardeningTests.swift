@@ -74,6 +74,48 @@ struct HTTPHardeningTests {
         }
     }
 
+    /// A half-close that arrives while the answer streams (head and first chunk out) does not cut it short:
+    /// only a reset or a failed write ends a streaming answer.
+    @Test func halfCloseDuringAStreamingAnswerGetsTheWholeAnswer() throws {
+        let handler = ClosureHandler { _, response in
+            for part in ["one ", "two ", "three"] {
+                try? response.write(part)
+                usleep(300_000)
+            }
+            response.finish()
+        }
+        try withServer(handler: handler) { server in
+            let c = try TestClient(port: server.port, timeout: 10)
+            c.send("GET /stream HTTP/1.1\nHost: t\n\n")
+            usleep(150_000)  // the head and "one " are sent
+            shutdown(c.fd, Int32(SHUT_WR))
+            let r = try c.readResponse()
+            #expect(r.status == 200 && r.text == "one two three")
+            #expect(c.isClosedByServer())
+        }
+    }
+
+    /// A streaming answer with a streaming probe, waiting for its next write, learns that a client which
+    /// half-closed then went away is gone (the probe chunk is answered with a reset).
+    @Test func streamingProbeTellsAClientThatWentAway() throws {
+        let closed = Locked(false)
+        let handler = ClosureHandler { _, response in
+            response.setStreamingProbe(Array(":\n\n".utf8))
+            let sem = DispatchSemaphore(value: 0)
+            response.onClose { closed.withValue { $0 = true }; sem.signal() }
+            try? response.write("event: queued\ndata: {}\n\n")
+            _ = sem.wait(timeout: .now() + 10)
+            response.finish()
+        }
+        try withServer(handler: handler) { server in
+            let c = try TestClient(port: server.port)
+            c.send("GET /events HTTP/1.1\nHost: t\n\n")
+            usleep(150_000)
+            shutdown(c.fd, Int32(SHUT_RDWR))
+            #expect(eventually { closed.get })
+        }
+    }
+
     /// A client that closes its socket (or shuts down both ways) while its answer is computed still
     /// cancels it, though its FIN looks like a half-close.
     @Test func clientThatShutsDownBothWaysIsStillSeenGone() throws {

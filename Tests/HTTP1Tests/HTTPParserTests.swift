@@ -252,6 +252,45 @@ struct HTTPParserTests {
         #expect(p.isAtMessageBoundary)
     }
 
+    /// Inputs that end in an error, small limits so the lines are over them: the error (status and code)
+    /// must not depend on where the bytes were split (found by the libFuzzer harness `Fuzz/HTTPParserFuzz`:
+    /// a too-long line ending in a bare LF was 400 `bare_lf` whole and 414 split early).
+    static let errorSplitCases: [(String, [UInt8])] = [
+        ("long request line, bare LF", Array(("GET /" + String(repeating: "a", count: 80) + " HTTP/1.1\nHost: a\n\n").utf8)),
+        ("long request line, CRLF", crlf("GET /" + String(repeating: "a", count: 80) + " HTTP/1.1\nHost: a\n\n")),
+        ("long header line, bare LF", Array(("GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "b", count: 200) + "\n\r\n").utf8)),
+        ("long chunk line, bare LF", Array(("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;" + String(repeating: "e", count: 40) + "\nhello\r\n0\r\n\r\n").utf8)),
+        ("bare LF one past the limit", Array(("GET /" + String(repeating: "a", count: 51) + " HTTP/1.1\nHost: a\n\n").utf8)),
+    ]
+
+    @Test(arguments: 0..<errorSplitCases.count)
+    func everySplitGivesTheSameError(_ index: Int) {
+        var limits = HTTPLimits()
+        limits.maxRequestLineBytes = 64
+        limits.maxHeaderBytes = 128
+        limits.maxChunkLineBytes = 16
+        let (name, bytes) = Self.errorSplitCases[index]
+        let whole = parseAll(bytes, limits: limits, eof: true)
+        guard case .error(let expected)? = whole.last else {
+            Issue.record("\(name): no error: \(whole)")
+            return
+        }
+        for cut in 0...bytes.count {
+            var p = HTTPParser(limits: limits)
+            var events = p.feed(Array(bytes[..<cut])) + p.feed(Array(bytes[cut...]))
+            if let e = p.finish() { events.append(e) }
+            guard case .error(let got)? = normalized(events).last, got.status == expected.status, got.code == expected.code else {
+                Issue.record("\(name): whole gives \(expected.status) \(expected.code), split at \(cut) gives \(normalized(events).last.map { "\($0)" } ?? "nothing")")
+                return
+            }
+        }
+        var p = HTTPParser(limits: limits)
+        var events: [HTTPParserEvent] = []
+        for b in bytes { events += p.feed([b]) }
+        if let e = p.finish() { events.append(e) }
+        #expect(normalized(events).last == whole.last, "\(name) byte by byte")
+    }
+
     // MARK: - Fuzz
 
     @Test func fuzzNeverCrashesAndAlwaysConcludes() {

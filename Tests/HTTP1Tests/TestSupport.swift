@@ -184,9 +184,13 @@ final class TestClient {
     }
 }
 
+/// What the tests' waits are multiplied by: `WUERSTCHEN_TEST_TIME_SCALE` (default 1; e.g. 10 under the
+/// thread sanitizer). Waits only: no test asserts an upper bound on wall-clock time.
+let testTimeScale = Double(ProcessInfo.processInfo.environment["WUERSTCHEN_TEST_TIME_SCALE"] ?? "").flatMap { $0 > 0 ? $0 : nil } ?? 1
+
 /// Waits until `condition` holds or `timeout` seconds pass; returns whether it held.
 func eventually(timeout: Double = 5, _ condition: () -> Bool) -> Bool {
-    let end = Date(timeIntervalSinceNow: timeout)
+    let end = Date(timeIntervalSinceNow: timeout * testTimeScale)
     while Date() < end {
         if condition() { return true }
         usleep(10_000)

@@ -24,6 +24,27 @@ import Testing
         }
     }
 
+    /// Every HTTP limit can be set from the configuration (a limit added to `HTTPLimits` without its
+    /// `limits.*` key could only be set in code), and a value from the file reaches the HTTP server's own
+    /// configuration unchanged.
+    @Test func everyHTTPLimitIsAConfigurationKey() throws {
+        let defaults = HTTPLimits()
+        var members: [String: String] = [:]
+        for child in Mirror(reflecting: defaults).children {
+            let label = try #require(child.label)
+            let snake = label.reduce(into: "") { out, c in out += c.isUppercase ? "_" + c.lowercased() : String(c) }
+            #expect(ServerConfiguration.keys.contains("limits.\(snake)"), "HTTPLimits.\(label) has no configuration key limits.\(snake)")
+            // A value other than the default, of the member's type.
+            members[snake] = child.value is Double ? "\((child.value as! Double) + 1.5)" : "\((child.value as! Int) + 3)"
+        }
+        #expect(members.count == 15)
+        let json = "{\"limits\": {" + members.map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", ") + "}}"
+        let limits = try ServerConfiguration.parse(json: Array(json.utf8), source: "t.json").httpConfiguration.limits
+        for (child, original) in zip(Mirror(reflecting: limits).children, Mirror(reflecting: defaults).children) {
+            #expect("\(child.value)" != "\(original.value)", "limits.\(child.label!) from the file did not reach HTTPServerConfiguration")
+        }
+    }
+
     @Test func fileThenEnvironmentThenFlags() throws {
         let file = try Self.temporaryFile(#"""
             {"port": 9000, "host": "0.0.0.0", "max_queue": 3, "api_keys": ["a"], "limits": {"max_body_bytes": 4096, "idle_timeout": 5},

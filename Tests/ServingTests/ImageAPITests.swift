@@ -172,7 +172,7 @@ import Wuerstchen
                          "wuerstchen_queue_depth", "wuerstchen_queue_wait_seconds_bucket", "wuerstchen_images_generated_total 1",
                          "wuerstchen_step_duration_seconds_bucket{stage=\"prior\"", "wuerstchen_step_duration_seconds_bucket{stage=\"decoder\"",
                          "wuerstchen_batch_size_bucket", "wuerstchen_generation_duration_seconds_count 1", "wuerstchen_model_load_seconds",
-                         "process_resident_memory_bytes", "process_open_fds", "# TYPE wuerstchen_http_requests_total counter"] {
+                         "process_resident_memory_bytes", "process_open_fds", "wuerstchen_buffer_cache_bytes", "# TYPE wuerstchen_http_requests_total counter"] {
                 #expect(metrics.text.contains(name), "metrics lack \(name)")
             }
             #expect(counted.contains(where: { metrics.text.contains($0) }), "\(metrics.text)")
@@ -333,6 +333,29 @@ import Wuerstchen
             #expect(s.service?.summary(of: "q-b")?.stepsRun == 0)
             a.disconnect()
             #expect(eventually { s.service?.summary(of: "q-a")?.status == .cancelled })
+        }
+    }
+
+    /// A client that half-closes once it sent its request (`curl`, `nc -N`) gets the whole event stream,
+    /// though its FIN arrives while the answer streams (issue 12 item 3): only a reset cancels. The
+    /// streaming probes it is sent meanwhile are SSE comments, which dispatch no event.
+    @Test func halfClosedEventStreamGetsTheWholeAnswer() throws {
+        try withServer { s in
+            let client = try RawClient(port: s.port)
+            client.send("POST", "/v1/images", headers: [("Accept", "text/event-stream"), ("X-Request-Id", "half-1")],
+                        body: smallRequest().replacingOccurrences(of: #""decoder_steps": 2"#, with: #""decoder_steps": 40"#))
+            #expect(try client.readHead().0 == 200)
+            var reader = EventReader(client: client)
+            var names: [String] = []
+            // The head and the first step are out: the answer streams, and the generation runs on.
+            while let (event, _) = try reader.next() {
+                names.append(event)
+                if event == "progress" { break }
+            }
+            shutdown(client.fd, Int32(SHUT_WR))
+            while let (event, _) = try reader.next() { names.append(event) }
+            #expect(names.filter { $0 == "progress" }.count >= 40 && names.contains("image") && names.last == "done", "\(names)")
+            #expect(s.service?.summary(of: "half-1")?.status == .done)
         }
     }
 

@@ -71,7 +71,7 @@ final class EventRecorder: @unchecked Sendable {
     func result(timeout: Double = 60) -> GenerationEvent? {
         condition.lock()
         defer { condition.unlock() }
-        let deadline = Date(timeIntervalSinceNow: timeout)
+        let deadline = Date(timeIntervalSinceNow: timeout * testTimeScale)
         while !(events.last?.isTerminal ?? false) {
             if !condition.wait(until: deadline) { return nil }
         }

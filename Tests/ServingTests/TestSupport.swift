@@ -253,11 +253,13 @@ struct EventReader {
             if let range = pending.range(of: "\n\n") {
                 let block = String(pending[..<range.lowerBound])
                 pending = String(pending[range.upperBound...])
-                var event = "message", data = ""
+                var event = "message", data: String?
                 for line in block.split(separator: "\n") {
                     if line.hasPrefix("event: ") { event = String(line.dropFirst(7)) }
-                    if line.hasPrefix("data: ") { data += line.dropFirst(6) }
+                    if line.hasPrefix("data: ") { data = (data ?? "") + line.dropFirst(6) }
                 }
+                // A block without data (comments only: the server's streaming probes) dispatches nothing.
+                guard let data else { continue }
                 return (event, try JSONValue.parse(Array(data.utf8)))
             }
             let chunk = try client.readChunk()
@@ -267,9 +269,14 @@ struct EventReader {
     }
 }
 
+/// What the tests' waits are multiplied by: `WUERSTCHEN_TEST_TIME_SCALE` (default 1), e.g. 10 under the
+/// thread sanitizer, whose 5-15x slowdown turns the demo model's seconds into minutes. Waits only: no
+/// test asserts an upper bound on wall-clock time.
+let testTimeScale = Double(ProcessInfo.processInfo.environment["WUERSTCHEN_TEST_TIME_SCALE"] ?? "").flatMap { $0 > 0 ? $0 : nil } ?? 1
+
 /// Polls `condition` until true or `timeout` seconds pass.
 func eventually(timeout: Double = 20, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
+    let deadline = Date().addingTimeInterval(timeout * testTimeScale)
     while Date() < deadline {
         if condition() { return true }
         usleep(20_000)

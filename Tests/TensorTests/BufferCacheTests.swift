@@ -23,6 +23,28 @@ import Testing
         #expect(reused, "a freed block of this size must come back from the cache")
     }
 
+    /// Blocks of a size nobody asks for any more (a batch shape that stopped running) are dropped after
+    /// `staleAfter` allocations of other sizes; a size in steady use stays cached (issue 12 soak).
+    @Test func sizesNotAskedForAreDropped() {
+        let cache = BufferCache(staleAfter: 64)
+        let old = cache.minimumBytes + 64, live = cache.minimumBytes + 128
+        cache.release(cache.allocate(bytes: old), bytes: old)
+        #expect(cache.heldBytes == old)
+        for _ in 0..<(64 + 8) {
+            let p = cache.allocate(bytes: live)
+            cache.release(p, bytes: live)
+        }
+        #expect(cache.heldBytes == live, "the old size must be dropped, the live one kept")
+        // The live block is the same one each time: still reused.
+        let first = cache.allocate(bytes: live)
+        cache.release(first, bytes: live)
+        let again = cache.allocate(bytes: live)
+        #expect(again == first)
+        cache.release(again, bytes: live)
+        cache.setCapacity(0)
+        #expect(cache.heldBytes == 0)
+    }
+
     @Test func capacityBoundsWhatIsKept() {
         Compute.setBufferCacheCapacity(bytes: 0)
         defer { Compute.setBufferCacheCapacity(bytes: 2 << 30) }
