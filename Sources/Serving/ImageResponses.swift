@@ -111,10 +111,40 @@ extension ServingHandler {
             return
         }
         let resolved = mode == .png && job.generation.numImages > 1 ? .multipart : mode
-        run(job, on: service, mode: resolved, exchange)
+        run(job, on: service, mode: resolved, output: imageOutput(for: job), exchange)
     }
 
-    private func run(_ job: ImageJob, on service: any GenerationService, mode: ImageResponseMode, _ exchange: Exchange) {
+    /// How `job`'s images are written: the one place every image route (`/v1/images`, the OpenAI
+    /// endpoint, `GET /v1/jobs/{id}/images/{i}`) gets its encoder from.
+    func imageOutput(for job: ImageJob) -> ImageOutput {
+        ImageOutput(encoder: PNGEncoder(compressionLevel: configuration.pngCompression))
+    }
+
+    /// How images are written: the encoder and the media type it produces.
+    struct ImageOutput: Sendable {
+        let encoder: PNGEncoder
+        /// The files' media type.
+        var mediaType: String { "image/png" }
+        /// The files' extension.
+        var fileExtension: String { "png" }
+
+        /// The whole file of image `index`; throws when encoding fails (never an empty image in a 200).
+        func file(_ image: RGBImage, index: Int) throws -> [UInt8] {
+            [UInt8](try encoder.encode(rgb: image.bytes, width: image.width, height: image.height))
+        }
+
+        /// `file` as base64.
+        func base64(_ image: RGBImage, index: Int) throws -> String {
+            Data(try file(image, index: index)).base64EncodedString()
+        }
+
+        /// Streams image `index` into `sink` as it is encoded (`sink` returns false to stop).
+        func stream(_ image: RGBImage, index: Int, into sink: (UnsafeRawBufferPointer) -> Bool) throws {
+            try encoder.encode(rgb: image.bytes, width: image.width, height: image.height, sink: sink)
+        }
+    }
+
+    private func run(_ job: ImageJob, on service: any GenerationService, mode: ImageResponseMode, output: ImageOutput, _ exchange: Exchange) {
         var headers = [("X-Seed", String(job.generation.seed))]
         if job.promptTruncated { headers.append(("X-Prompt-Truncated", "true")) }
         let inbox = EventInbox()
@@ -131,7 +161,7 @@ extension ServingHandler {
         exchange.writer.onClose { ticket.cancel() }
 
         if mode == .eventStream {
-            streamEvents(job, inbox: inbox, ticket: ticket, headers: headers, exchange)
+            streamEvents(job, inbox: inbox, ticket: ticket, output: output, headers: headers, exchange)
             return
         }
         while true {
@@ -140,29 +170,29 @@ extension ServingHandler {
             case .failed(let error):
                 exchange.error(error, headers: headers)
                 return
-            case .completed(let output):
-                deliver(output, job: job, mode: mode, headers: headers, exchange)
+            case .completed(let generated):
+                deliver(generated, job: job, mode: mode, output: output, headers: headers, exchange)
                 return
             }
         }
     }
 
     /// Writes finished images in `mode` (not `eventStream`).
-    private func deliver(_ output: GenerationOutput, job: ImageJob, mode: ImageResponseMode, headers: [(String, String)], _ exchange: Exchange) {
-        let images = Self.rgbImages(output.images)
-        let encoder = PNGEncoder(compressionLevel: configuration.pngCompression)
+    private func deliver(_ generated: GenerationOutput, job: ImageJob, mode: ImageResponseMode, output: ImageOutput,
+                         headers: [(String, String)], _ exchange: Exchange) {
+        let images = Self.rgbImages(generated.images)
         let created = JSONValue.int(Int(Date().timeIntervalSince1970))
         switch mode {
         case .png:
-            exchange.head(status: 200, headers: [("Content-Type", "image/png")] + headers)
-            let ok = stream(images[0], encoder: encoder, exchange)
+            exchange.head(status: 200, headers: [("Content-Type", output.mediaType)] + headers)
+            let ok = stream(images[0], index: 0, output: output, exchange)
             exchange.finish(complete: ok)
         case .multipart:
             let boundary = "wuerstchen-" + Exchange.requestID(from: nil)
             exchange.head(status: 200, headers: [("Content-Type", "multipart/mixed; boundary=\(boundary)")] + headers)
             for (i, image) in images.enumerated() {
-                let partHead = "--\(boundary)\r\nContent-Type: image/png\r\nContent-Disposition: inline; filename=\"image-\(i).png\"\r\n\r\n"
-                guard (try? exchange.write(Array(partHead.utf8))) != nil, stream(image, encoder: encoder, exchange),
+                let partHead = "--\(boundary)\r\nContent-Type: \(output.mediaType)\r\nContent-Disposition: inline; filename=\"image-\(i).\(output.fileExtension)\"\r\n\r\n"
+                guard (try? exchange.write(Array(partHead.utf8))) != nil, stream(image, index: i, output: output, exchange),
                       (try? exchange.write(Array("\r\n".utf8))) != nil else {
                     exchange.finish(complete: false)
                     return
@@ -172,7 +202,7 @@ extension ServingHandler {
             exchange.finish(complete: ok)
         case .json, .openAI:
             let encoded: [String]
-            do { encoded = try images.map { try Self.base64PNG($0, encoder: encoder) } } catch {
+            do { encoded = try images.enumerated().map { try output.base64($1, index: $0) } } catch {
                 exchange.error(ServingError(status: 500, message: "PNG encoding failed: \(error)", type: "server_error"), headers: headers)
                 return
             }
@@ -189,7 +219,8 @@ extension ServingHandler {
     }
 
     /// Server-sent events: every queue move and step as it happens, then the images.
-    private func streamEvents(_ job: ImageJob, inbox: EventInbox, ticket: GenerationTicket, headers: [(String, String)], _ exchange: Exchange) {
+    private func streamEvents(_ job: ImageJob, inbox: EventInbox, ticket: GenerationTicket, output: ImageOutput,
+                              headers: [(String, String)], _ exchange: Exchange) {
         exchange.head(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
                                              ("X-Accel-Buffering", "no")] + headers)
         var connected = true
@@ -210,10 +241,9 @@ extension ServingHandler {
                 send("error", exchange.publicError(error).json)
                 exchange.finish(complete: connected)
                 return
-            case .completed(let output):
-                let encoder = PNGEncoder(compressionLevel: configuration.pngCompression)
-                for (i, image) in Self.rgbImages(output.images).enumerated() {
-                    guard let png = try? Self.base64PNG(image, encoder: encoder) else {
+            case .completed(let generated):
+                for (i, image) in Self.rgbImages(generated.images).enumerated() {
+                    guard let png = try? output.base64(image, index: i) else {
                         send("error", exchange.publicError(ServingError(status: 500, message: "PNG encoding of image \(i) failed", type: "server_error")).json)
                         exchange.finish(complete: connected)
                         return
@@ -221,7 +251,7 @@ extension ServingHandler {
                     send("image", .object([("index", .int(i)), ("b64_json", .string(png))]))
                 }
                 send("done", .object([("created", .int(Int(Date().timeIntervalSince1970))), ("seed", .int(job.generation.seed)),
-                                      ("num_images", .int(output.images.dim(0))), ("prompt_truncated", .bool(job.promptTruncated))]))
+                                      ("num_images", .int(generated.images.dim(0))), ("prompt_truncated", .bool(job.promptTruncated))]))
                 exchange.finish(complete: connected)
                 return
             }
@@ -242,20 +272,15 @@ extension ServingHandler {
         return (0..<n).map { RGBImage(width: w, height: h, bytes: Array(all[($0 * per)..<(($0 + 1) * per)])) }
     }
 
-    /// Streams one PNG into the response as libpng produces it; false if the client went away.
-    private func stream(_ image: RGBImage, encoder: PNGEncoder, _ exchange: Exchange) -> Bool {
+    /// Streams image `index` into the response as it is encoded; false if the client went away.
+    private func stream(_ image: RGBImage, index: Int, output: ImageOutput, _ exchange: Exchange) -> Bool {
         do {
-            try encoder.encode(rgb: image.bytes, width: image.width, height: image.height) { chunk in
+            try output.stream(image, index: index) { chunk in
                 (try? exchange.write(Array(chunk))) != nil
             }
             return true
         } catch {
             return false
         }
-    }
-
-    /// The image as base64 PNG; throws when encoding fails (never an empty image in a 200).
-    static func base64PNG(_ image: RGBImage, encoder: PNGEncoder) throws -> String {
-        try encoder.encode(rgb: image.bytes, width: image.width, height: image.height).base64EncodedString()
     }
 }

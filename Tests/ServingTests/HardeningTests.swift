@@ -202,6 +202,8 @@ import Wuerstchen
     /// An image that cannot be encoded is an error, never a 200 with an empty image.
     @Test func base64PNGThrowsInsteadOfAnEmptyImage() {
         let bad = ServingHandler.RGBImage(width: 0, height: 0, bytes: [])
-        #expect(throws: (any Error).self) { _ = try ServingHandler.base64PNG(bad, encoder: PNGEncoder(compressionLevel: 6)) }
+        let output = ServingHandler.ImageOutput(encoder: PNGEncoder(compressionLevel: 6))
+        #expect(throws: (any Error).self) { _ = try output.base64(bad, index: 0) }
+        #expect(throws: (any Error).self) { _ = try output.file(bad, index: 0) }
     }
 }
