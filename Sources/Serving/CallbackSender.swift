@@ -26,6 +26,8 @@ final class CallbackSender: @unchecked Sendable {
     let attempts: Int
     let firstBackoff: Double
     private let queue = DispatchQueue(label: "wuerstchen.callbacks", attributes: .concurrent)
+    /// Callbacks not yet delivered or given up.
+    private let pending = DispatchGroup()
 
     init(hosts: [String], secret: String, metrics: ServingMetrics, logger: Logger, attempts: Int = 5, firstBackoff: Double = 1) {
         self.hosts = hosts.map { $0.lowercased() }
@@ -65,10 +67,17 @@ final class CallbackSender: @unchecked Sendable {
         return "t=\(timestamp),v1=\(hex)"
     }
 
+    /// Waits until every callback sent so far is delivered or given up, or until `deadline`.
+    func waitUntilSent(deadline: DispatchTime) {
+        _ = pending.wait(timeout: deadline)
+    }
+
     /// Sends `document` to `url` in the background, retrying with backoff.
     func send(_ document: JSONValue, to url: String, jobID: String) {
         let body = document.serializedBytes
+        pending.enter()
         queue.async { [self] in
+            defer { pending.leave() }
             var wait = firstBackoff
             for attempt in 1...attempts {
                 let timestamp = Int(Date().timeIntervalSince1970)

@@ -76,17 +76,22 @@ public final class ImageServer: @unchecked Sendable {
     /// flight finish within `drain_seconds` (then their connections drop), and `completion` runs when every
     /// connection is closed and the service is idle. Jobs: queued ones are cancelled at once (status
     /// `cancelled`, error code `draining`: their results, kept in memory only, could not outlive the
-    /// process), running ones finish (and send their callbacks) before the service is idle.
+    /// process), running ones finish, store their images and send their callbacks (within `drain_seconds`
+    /// more) before `completion`.
     public func shutdown(completion: @escaping @Sendable () -> Void = {}) {
         state.beginDraining()
         handler.jobManager.drain()
         logger.notice("draining: finishing requests in flight (at most \(configuration.drainSeconds) s)")
         let service = state.service
-        http.shutdown(deadline: configuration.drainSeconds) { [logger] in
+        let jobs = handler.jobManager, drainSeconds = configuration.drainSeconds
+        http.shutdown(deadline: drainSeconds) { [logger] in
             if let service {
                 service.shutdown {
-                    logger.notice("drained; stopping")
-                    completion()
+                    // Jobs that just finished computing still have their images to store and callbacks to send.
+                    jobs.finishPending(within: drainSeconds) {
+                        logger.notice("drained; stopping")
+                        completion()
+                    }
                 }
             } else {
                 logger.notice("drained; stopping")

@@ -18,6 +18,8 @@ final class JobManager: @unchecked Sendable {
     private let callbacks: CallbackSender?
     /// Seconds on a monotonic clock (TTL); tests may move it.
     private let clock: @Sendable () -> Double
+    /// Image encodings under way (a drain waits for them).
+    private let encoding = DispatchGroup()
 
     /// A manager keeping jobs within `limits`, counting into `metrics`, POSTing finished jobs with a
     /// `callback_url` through `callbacks`.
@@ -88,15 +90,16 @@ final class JobManager: @unchecked Sendable {
     }
 
     /// The events of `id` after `lastEventID`, waiting up to `timeout` seconds for one when there is none
-    /// yet; nil when the job is no longer there for `owner` (evicted).
-    func events(_ id: String, owner: Int?, after lastEventID: Int?, timeout: Double) -> [JobEvent]? {
+    /// yet and the job has not finished (`finished`: no event will follow); nil when the job is no longer
+    /// there for `owner` (evicted).
+    func events(_ id: String, owner: Int?, after lastEventID: Int?, timeout: Double) -> (events: [JobEvent], finished: Bool)? {
         let deadline = Date(timeIntervalSinceNow: timeout)
         condition.lock()
         defer { condition.unlock() }
         while true {
-            guard case .found = store.lookup(id, owner: owner) else { return nil }
+            guard case .found(let record) = store.lookup(id, owner: owner) else { return nil }
             let events = store.events(id, after: lastEventID)
-            if !events.isEmpty || !condition.wait(until: deadline) { return events }
+            if !events.isEmpty || record.status.isFinished || !condition.wait(until: deadline) { return (events, record.status.isFinished) }
         }
     }
 
@@ -106,6 +109,17 @@ final class JobManager: @unchecked Sendable {
         let cancel = carryOut(store.drain(now: clock(), unix: Self.unixNow()))
         condition.unlock()
         for ticket in cancel { ticket.cancel() }
+    }
+
+    /// Runs `completion` once the images being encoded are stored and the callbacks under way are
+    /// delivered or given up, or after `timeout` seconds (the end of a drain, after the scheduler is idle).
+    func finishPending(within timeout: Double, completion: @escaping @Sendable () -> Void) {
+        let deadline = DispatchTime.now() + timeout
+        DispatchQueue.global().async { [self] in
+            _ = encoding.wait(timeout: deadline)
+            callbacks?.waitUntilSent(deadline: deadline)
+            completion()
+        }
     }
 
     /// Applies TTL eviction and sets the `/metrics` gauges (before a scrape).
@@ -129,7 +143,9 @@ final class JobManager: @unchecked Sendable {
             change { [clock] in $0.ended(id, error: error, now: clock(), unix: Self.unixNow()) }
         case .completed(let output):
             // Encoding takes a while: off the engine thread, the job stays `running` meanwhile.
+            encoding.enter()
             DispatchQueue.global().async { [self] in
+                defer { encoding.leave() }
                 do {
                     let files = try encode(output)
                     change { [clock] in $0.succeeded(id, images: files, mediaType: mediaType, now: clock(), unix: Self.unixNow()) }

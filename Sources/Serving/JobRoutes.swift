@@ -239,7 +239,8 @@ extension ServingHandler {
         exchange.head(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")])
         var quiet = 0.0
         while !exchange.writer.isClosed {
-            guard let events = jobManager.events(id, owner: owner, after: last, timeout: 1) else { break }  // evicted meanwhile
+            guard let (events, finished) = jobManager.events(id, owner: owner, after: last, timeout: 1) else { break }  // evicted meanwhile
+            if events.isEmpty, finished { break }  // resumed after the final event: nothing more will come
             if events.isEmpty {
                 quiet += 1
                 // A comment line now and then keeps proxies from closing an idle stream.
@@ -252,7 +253,7 @@ extension ServingHandler {
             quiet = 0
             guard (try? exchange.write(Array(events.map(\.serialized).joined().utf8))) != nil else { break }
             last = events.last!.id
-            if let name = events.last?.name, JobStatus(rawValue: name)?.isFinished == true {
+            if finished {
                 exchange.finish()
                 return
             }

@@ -167,6 +167,10 @@ import Glibc
             tail.send("GET", "/v1/jobs/\(id)/events", headers: [("Last-Event-ID", String(replay.count - 1))])
             _ = try tail.readHead()
             #expect(try Self.readEvents(tail) { $0 == "succeeded" }.map(\.event) == ["succeeded"])
+            let past = try RawClient(port: s.port)
+            past.send("GET", "/v1/jobs/\(id)/events", headers: [("Last-Event-ID", String(replay.count + 10))])
+            #expect(try past.readHead().0 == 200)
+            #expect(try past.readChunk().isEmpty, "resuming after the final event ends the stream at once")
         }
     }
 
