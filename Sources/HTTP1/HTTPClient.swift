@@ -1,3 +1,4 @@
+import COpenSSL
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -12,9 +13,10 @@ public struct HTTPClientError: Error, Sendable, CustomStringConvertible, Equatab
 }
 
 /// The smallest outbound HTTP/1.1 client the server needs (job callbacks): one request per
-/// connection (`Connection: close`), plain `http://` on POSIX sockets, a timeout on connecting, on
-/// every write and on every read, and a bound on the response it reads. Blocking: call it off the
-/// event loops.
+/// connection (`Connection: close`), `http://` on POSIX sockets or `https://` through OpenSSL (TLS 1.2+,
+/// the peer's certificate verified against the system's CAs, or a given PEM file, and its name or IP
+/// checked), a timeout on connecting, on every write and on every read, and a bound on the response it
+/// reads. Blocking: call it off the event loops.
 public enum HTTPClient {
     /// A response: status and body (at most `maxResponseBytes`).
     public struct Response: Sendable {
@@ -22,16 +24,29 @@ public enum HTTPClient {
         public let body: [UInt8]
     }
 
-    /// `http://host[:port]/path` split into its parts; nil for anything else (https, user info, no host).
-    public static func parse(_ url: String) -> (host: String, port: Int, path: String)? {
-        guard url.lowercased().hasPrefix("http://") else { return nil }
-        let rest = url.dropFirst(7)
+    /// A URL's parts.
+    public struct Target: Sendable, Equatable {
+        /// `https`.
+        public let isTLS: Bool
+        /// Lower-cased; an IPv6 address without its brackets.
+        public let host: String
+        public let port: Int
+        /// The path and query (`/` at least).
+        public let path: String
+    }
+
+    /// `http[s]://host[:port]/path` split into its parts; nil for anything else (other schemes, user info, no host).
+    public static func parse(_ url: String) -> Target? {
+        let lower = url.lowercased()
+        let isTLS = lower.hasPrefix("https://")
+        guard isTLS || lower.hasPrefix("http://") else { return nil }
+        let rest = url.dropFirst(isTLS ? 8 : 7)
         let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
         var path = String(rest.dropFirst(authority.count))
         if let hash = path.firstIndex(of: "#") { path = String(path[..<hash]) }
         if path.isEmpty || path.hasPrefix("?") { path = "/" + path }
         guard !authority.isEmpty, !authority.contains("@"), path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
-        var host = String(authority), port = 80
+        var host = String(authority), port = isTLS ? 443 : 80
         if host.hasPrefix("[") {  // [::1]:8080
             guard let close = host.firstIndex(of: "]") else { return nil }
             let after = host[host.index(after: close)...]
@@ -46,21 +61,89 @@ public enum HTTPClient {
             host = String(host[..<colon])
         }
         guard !host.isEmpty, host.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") }) else { return nil }
-        return (host.lowercased(), port, path)
+        return Target(isTLS: isTLS, host: host.lowercased(), port: port, path: path)
     }
 
-    /// POSTs `body` to `url` (`http://` only) with `headers`; waits at most `timeout` seconds for each
-    /// step (connect, each write, each read).
+    /// POSTs `body` to `url` with `headers`; waits at most `timeout` seconds for each step (connect,
+    /// handshake, each write, each read). `https://` trusts the system's CAs, or only the PEM
+    /// certificates in `trusting`.
     public static func post(_ url: String, headers: [(String, String)], body: [UInt8], timeout: Double = 10,
-                            maxResponseBytes: Int = 65_536) throws(HTTPClientError) -> Response {
-        guard let (host, port, path) = parse(url) else { throw HTTPClientError("not an http:// URL: \(url)") }
+                            maxResponseBytes: Int = 65_536, trusting certificates: String? = nil) throws(HTTPClientError) -> Response {
+        guard let target = parse(url) else { throw HTTPClientError("not an http:// or https:// URL: \(url)") }
+        let (host, port) = (target.host, target.port)
         let fd = try connect(host: host, port: port, timeout: timeout)
         defer { close(fd) }
-        var head = "POST \(path) HTTP/1.1\r\nHost: \(host.contains(":") ? "[\(host)]" : host)\(port == 80 ? "" : ":\(port)")\r\n"
+        let what = "\(host):\(port)"
+        let tls = target.isTLS ? try TLSClientSession(fd: fd, host: host, trusting: certificates, what: what) : nil
+        let io = ClientIO(fd: fd, tls: tls)
+        let defaultPort = target.isTLS ? 443 : 80
+        var head = "POST \(target.path) HTTP/1.1\r\nHost: \(host.contains(":") ? "[\(host)]" : host)\(port == defaultPort ? "" : ":\(port)")\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         head += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
-        try send(fd, Array(head.utf8) + body, what: "\(host):\(port)")
-        return try readResponse(fd, maxBytes: maxResponseBytes, what: "\(host):\(port)")
+        try send(io, Array(head.utf8) + body, what: what)
+        return try readResponse(io, maxBytes: maxResponseBytes, what: what)
+    }
+
+    /// The connection's bytes: the socket, or the TLS session over it.
+    private struct ClientIO {
+        let fd: Int32
+        let tls: TLSClientSession?
+
+        func write(_ buffer: UnsafeRawBufferPointer) -> Int {
+            if let tls { return Int(SSL_write(tls.ssl, buffer.baseAddress, Int32(buffer.count))) }
+            return Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL))
+        }
+
+        func read(_ buffer: UnsafeMutableRawBufferPointer) -> Int {
+            if let tls {
+                let n = Int(SSL_read(tls.ssl, buffer.baseAddress, Int32(buffer.count)))
+                // A peer that closes without close_notify ends the body as a plain close would.
+                return n > 0 ? n : (SSL_get_error(tls.ssl, Int32(n)) == SSL_ERROR_ZERO_RETURN || errno == 0 ? 0 : -1)
+            }
+            return recv(fd, buffer.baseAddress, buffer.count, 0)
+        }
+    }
+
+    /// An OpenSSL client session on a connected socket: the handshake done, the peer verified.
+    private final class TLSClientSession {
+        let context: OpaquePointer
+        let ssl: OpaquePointer
+
+        init(fd: Int32, host: String, trusting certificates: String?, what: String) throws(HTTPClientError) {
+            ERR_clear_error()
+            guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw HTTPClientError("TLS to \(what): SSL_CTX_new failed") }
+            context = ctx
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+            // TLS 1.2 or newer, as the server side.
+            _ = SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, Int(TLS1_2_VERSION), nil)
+            let trusted = certificates.map { SSL_CTX_load_verify_locations(ctx, $0, nil) } ?? SSL_CTX_set_default_verify_paths(ctx)
+            guard trusted == 1, let s = SSL_new(ctx) else {
+                SSL_CTX_free(ctx)
+                throw HTTPClientError("TLS to \(what): cannot load the trusted certificates \(certificates ?? "(system)")")
+            }
+            ssl = s
+            SSL_set_fd(s, fd)
+            let isIP = host.contains(":") || host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy { UInt8($0) != nil }
+            if isIP {
+                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s), host)
+            } else {
+                SSL_set1_host(s, host)
+                // SNI (SSL_set_tlsext_host_name is a macro over this).
+                _ = host.withCString { SSL_ctrl(s, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: $0)) }
+            }
+            guard SSL_connect(s) == 1 else {
+                let verify = SSL_get_verify_result(s)
+                let reason = verify != X509_V_OK ? String(cString: X509_verify_cert_error_string(verify)) : openSSLErrorString()
+                // Fully initialised: deinit frees the session and the context.
+                throw HTTPClientError("TLS handshake with \(what) failed: \(reason)")
+            }
+        }
+
+        deinit {
+            SSL_shutdown(ssl)
+            SSL_free(ssl)
+            SSL_CTX_free(context)
+        }
     }
 
     private static func connect(host: String, port: Int, timeout: Double) throws(HTTPClientError) -> Int32 {
@@ -106,10 +189,10 @@ public enum HTTPClient {
         throw HTTPClientError("connect \(host):\(port): \(lastError)")
     }
 
-    private static func send(_ fd: Int32, _ bytes: [UInt8], what: String) throws(HTTPClientError) {
+    private static func send(_ io: ClientIO, _ bytes: [UInt8], what: String) throws(HTTPClientError) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let n = bytes[offset...].withUnsafeBytes { io.write($0) }
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { throw HTTPClientError("write to \(what): \(String(cString: strerror(errno)))") }
             offset += n
@@ -117,14 +200,15 @@ public enum HTTPClient {
     }
 
     /// Reads until the peer closes (we sent `Connection: close`) or the head says the body is complete.
-    private static func readResponse(_ fd: Int32, maxBytes: Int, what: String) throws(HTTPClientError) -> Response {
+    private static func readResponse(_ io: ClientIO, maxBytes: Int, what: String) throws(HTTPClientError) -> Response {
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16_384)
         var headEnd: Int?
         var length: Int?
         while true {
             if let end = headEnd, let length, data.count - end >= length { break }
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            errno = 0
+            let n = chunk.withUnsafeMutableBytes { io.read($0) }
             if n < 0, errno == EINTR { continue }
             if n < 0 { throw HTTPClientError("read from \(what): \(String(cString: strerror(errno)))") }
             if n == 0 { break }

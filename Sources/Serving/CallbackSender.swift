@@ -14,8 +14,9 @@ import Logging
 /// Any 2xx answer delivers; anything else (or no answer within 10 s) is retried after 1, 2, 4, 8 s
 /// (`attempts` in all, 5 by default), then given up and logged.
 ///
-/// Only `http://` URLs whose host is in `jobs.callback_hosts` are accepted (no open relay: the server
-/// never POSTs to a host its operator did not name). The host is matched by name as written in the URL;
+/// Only `http://` and `https://` URLs whose host is in `jobs.callback_hosts` are accepted (no open relay:
+/// the server never POSTs to a host its operator did not name); `https://` verifies the receiver's
+/// certificate against the system's CAs and its name. The host is matched by name as written in the URL;
 /// an allowed name that resolves somewhere unexpected is the operator's DNS to control.
 final class CallbackSender: @unchecked Sendable {
     private let hosts: [String]
@@ -49,7 +50,7 @@ final class CallbackSender: @unchecked Sendable {
     /// Checks a request's `callback_url`: 400 naming the field unless it is an `http://` URL to an allowed host.
     func validate(_ url: String) throws(ServingError) {
         guard let parts = HTTPClient.parse(url) else {
-            throw ServingError.invalid("callback_url", "callback_url must be an http:// URL (http://host[:port]/path), got '\(url.prefix(200))'")
+            throw ServingError.invalid("callback_url", "callback_url must be an http:// or https:// URL (https://host[:port]/path), got '\(url.prefix(200))'")
         }
         guard allows(host: parts.host) else {
             throw ServingError.invalid("callback_url", "callback_url host '\(parts.host)' is not in the server's jobs.callback_hosts",

@@ -97,7 +97,7 @@ public struct JobsConfiguration: Sendable, Equatable {
     public var ttlSeconds = 3600.0
     /// `jobs.max_bytes`: memory for all jobs' images and event logs; past it the oldest finished are evicted.
     public var maxBytes = 268_435_456
-    /// `jobs.callback_hosts`: hosts a `callback_url` may name (exact, case-insensitive; `*.example.com`
+    /// `jobs.callback_hosts`: hosts an `http://` or `https://` `callback_url` may name (exact, case-insensitive; `*.example.com`
     /// for its subdomains); empty refuses every `callback_url`.
     public var callbackHosts: [String] = []
     /// `jobs.callback_secret`: the HMAC-SHA256 key callbacks are signed with (at least 16 bytes); needed

@@ -307,7 +307,8 @@ import Glibc
                                     logger: Logger(label: "test"))
         #expect(throws: Never.self) { try sender.validate("http://127.0.0.1:8080/done") }
         #expect(throws: Never.self) { try sender.validate("http://a.hooks.example/x?y=1") }
-        for bad in ["http://hooks.example/x", "http://evil.example/", "https://127.0.0.1/x", "ftp://127.0.0.1/", "http://user@127.0.0.1/",
+        #expect(throws: Never.self) { try sender.validate("https://b.hooks.example/x") }
+        for bad in ["http://hooks.example/x", "http://evil.example/", "https://evil.example/x", "ftp://127.0.0.1/", "http://user@127.0.0.1/",
                     "http://127.0.0.1.evil.example/", "http://127.0.0.1:0/", "127.0.0.1/x"] {
             do {
                 try sender.validate(bad)
