@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "Serving",
             dependencies: [
-                "HTTP1", "CLIP", "Wuerstchen", "Imaging", "Tensor", "JSON",
+                "HTTP1", "CLIP", "Wuerstchen", "Imaging", "Tensor", "JSON", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -122,28 +122,43 @@ extension ServingHandler {
             exchange.error(error)
             return
         }
-        let format = job.outputFormat ?? acceptFormat ?? .png
+        let output: ImageOutput
+        do { output = try imageOutput(for: job, accept: acceptFormat) } catch {
+            exchange.error(error)
+            return
+        }
+        let resolved = mode == .image && job.generation.numImages > 1 ? .multipart : mode
+        run(job, on: service, mode: resolved, output: output, exchange)
+    }
+
+    /// How `job`'s images are written: the one place every image route (`/v1/images`, the OpenAI endpoint,
+    /// `GET /v1/jobs/{id}/images/{i}`) gets its encoder and metadata from. The format is the body's
+    /// `output_format`, else `accept` (negotiated from `Accept`), else PNG. Throws a 400 when the parameters do
+    /// not fit the format's metadata (JPEG's segment bound depends only on the request's text: refused before
+    /// generating).
+    func imageOutput(for job: ImageJob, accept: ImageFormat? = nil) throws(ServingError) -> ImageOutput {
+        let format = job.outputFormat ?? accept ?? .png
         let output = ImageOutput(
             encoder: ImageEncoder(format: format, compression: job.outputCompression, defaultPNGLevel: configuration.pngCompression),
             parameters: configuration.imageMetadata
                 ? GenerationParameters(request: job.generation, model: configuration.modelID, precision: precisionName,
                                        outputFormat: format, outputCompression: job.outputCompression) : nil)
         if let parameters = output.parameters {
-            // The JPEG bound depends only on the request's text: refuse before generating.
             do { try output.encoder.check(parameters.metadata) } catch {
                 let field = job.generation.negativePrompt.utf8.count > job.generation.prompt.utf8.count ? "negative_prompt" : "prompt"
-                exchange.error(.invalid(field, "\(error.description) (or ask the operator for image_metadata off)", code: "metadata_too_large"))
-                return
+                throw .invalid(field, "\(error.description) (or ask the operator for image_metadata off)", code: "metadata_too_large")
             }
         }
-        let resolved = mode == .image && job.generation.numImages > 1 ? .multipart : mode
-        run(job, on: service, mode: resolved, output: output, exchange)
+        return output
     }
 
     /// How images are written: the encoder, and the parameters they carry (nil with `image_metadata` off).
-    struct ImageOutput {
+    struct ImageOutput: Sendable {
         let encoder: ImageEncoder
         let parameters: GenerationParameters?
+
+        /// The files' media type.
+        var mediaType: String { encoder.format.mediaType }
 
         /// The metadata of image `index`.
         func metadata(_ index: Int) -> ImageMetadata? {
@@ -152,9 +167,14 @@ extension ServingHandler {
             return p.metadata
         }
 
-        /// The whole file of image `index`, base64; throws when encoding fails (never an empty image in a 200).
+        /// The whole file of image `index`; throws when encoding fails (never an empty image in a 200).
+        func file(_ image: RGBImage, index: Int) throws -> [UInt8] {
+            [UInt8](try encoder.encode(rgb: image.bytes, width: image.width, height: image.height, metadata: metadata(index)))
+        }
+
+        /// `file` as base64.
         func base64(_ image: RGBImage, index: Int) throws -> String {
-            try encoder.encode(rgb: image.bytes, width: image.width, height: image.height, metadata: metadata(index)).base64EncodedString()
+            Data(try file(image, index: index)).base64EncodedString()
         }
     }
 

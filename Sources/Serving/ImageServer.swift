@@ -22,13 +22,15 @@ public final class ImageServer: @unchecked Sendable {
     public let metrics: ServingMetrics
     private let logger: Logger
     private let http: HTTPServer
+    /// The routes (and the job store they keep).
+    let handler: ServingHandler
 
     /// A server for `configuration` (not listening yet).
     public init(configuration: ServerConfiguration, logger: Logger, metrics: ServingMetrics = ServingMetrics()) {
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
-        let handler = ServingHandler(configuration: configuration, state: state, metrics: metrics, logger: logger)
+        handler = ServingHandler(configuration: configuration, state: state, metrics: metrics, logger: logger)
         http = HTTPServer(configuration: configuration.httpConfiguration, handler: handler)
     }
 
@@ -70,18 +72,26 @@ public final class ImageServer: @unchecked Sendable {
         state.becomeReady(service)
     }
 
-    /// Graceful shutdown: readiness 503 at once, no new connections or generations, requests in flight
-    /// finish within `drain_seconds` (then their connections drop), and `completion` runs when every
-    /// connection is closed and the service is idle.
+    /// Graceful shutdown: readiness 503 at once, no new connections, generations or jobs, requests in
+    /// flight finish within `drain_seconds` (then their connections drop), and `completion` runs when every
+    /// connection is closed and the service is idle. Jobs: queued ones are cancelled at once (status
+    /// `cancelled`, error code `draining`: their results, kept in memory only, could not outlive the
+    /// process), running ones finish, store their images and send their callbacks (within `drain_seconds`
+    /// more) before `completion`.
     public func shutdown(completion: @escaping @Sendable () -> Void = {}) {
         state.beginDraining()
+        handler.jobManager.drain()
         logger.notice("draining: finishing requests in flight (at most \(configuration.drainSeconds) s)")
         let service = state.service
-        http.shutdown(deadline: configuration.drainSeconds) { [logger] in
+        let jobs = handler.jobManager, drainSeconds = configuration.drainSeconds
+        http.shutdown(deadline: drainSeconds) { [logger] in
             if let service {
                 service.shutdown {
-                    logger.notice("drained; stopping")
-                    completion()
+                    // Jobs that just finished computing still have their images to store and callbacks to send.
+                    jobs.finishPending(within: drainSeconds) {
+                        logger.notice("drained; stopping")
+                        completion()
+                    }
                 }
             } else {
                 logger.notice("drained; stopping")

@@ -103,7 +103,7 @@ extension ServerConfiguration {
         func walk(_ members: [(String, JSONValue)], prefix: String) throws {
             for (name, value) in members {
                 let key = prefix + name
-                if key == "limits" || key == "tls" || key == "scheduler" {
+                if key == "limits" || key == "tls" || key == "scheduler" || key == "jobs" {
                     if key == "tls", value == .null {
                         draft.tlsCertificate = nil
                         draft.tlsKey = nil
@@ -155,6 +155,11 @@ extension ServerConfiguration {
         case (let c?, let k?): config.tls = HTTPTLSConfiguration(certificatePath: c, keyPath: k)
         case (nil, _): throw ConfigurationError(field: "tls.certificate", source: source("tls.private_key"), message: "tls needs both certificate and private_key")
         case (_, nil): throw ConfigurationError(field: "tls.private_key", source: source("tls.certificate"), message: "tls needs both certificate and private_key")
+        }
+        if !config.jobs.callbackHosts.isEmpty, (config.jobs.callbackSecret?.utf8.count ?? 0) < 16 {
+            throw ConfigurationError(field: "jobs.callback_secret", source: source("jobs.callback_secret"),
+                                     message: "jobs.callback_hosts allows callbacks, which are signed with this key: set at least 16 bytes "
+                                        + "(e.g. `openssl rand -hex 32`)")
         }
         return config
     }
@@ -208,6 +213,10 @@ extension ServerConfiguration {
         oneOf("precision", ["fp32", "bf16", "int8"]) { $0.config.precision = $1 },
         int("threads", 0...4096) { $0.config.threads = $1 },
         oneOf("log_level", ["trace", "debug", "info", "notice", "warning", "error", "critical"]) { $0.config.logLevel = $1 },
+        double("jobs.ttl_seconds", 0.1...2_592_000) { $0.config.jobs.ttlSeconds = $1 },
+        int("jobs.max_bytes", 65_536...(1 << 40)) { $0.config.jobs.maxBytes = $1 },
+        stringList("jobs.callback_hosts") { $0.config.jobs.callbackHosts = $1.map { $0.lowercased() } },
+        optionalString("jobs.callback_secret") { $0.config.jobs.callbackSecret = $1 },
     ]
 
     /// An integer in `range`; `belowMinimum` says, in the message for a value under it, why the lower bound is there.

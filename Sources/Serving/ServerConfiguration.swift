@@ -54,6 +54,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var threads = 0
     /// `log_level`: `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`.
     public var logLevel = "info"
+    /// `jobs`: the job store of `POST /v1/jobs` (`ttl_seconds`, `max_bytes`, `callback_hosts`, `callback_secret`).
+    public var jobs = JobsConfiguration()
 
     /// The defaults.
     public init() {}
@@ -81,8 +83,30 @@ public struct ServerConfiguration: Sendable, Equatable {
         return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
 
+    /// The job store's limits.
+    var jobStoreLimits: JobStore.Limits {
+        JobStore.Limits(ttl: jobs.ttlSeconds, maxBytes: jobs.maxBytes)
+    }
+
     /// The HTTP server's part.
     public var httpConfiguration: HTTPServerConfiguration {
         HTTPServerConfiguration(host: host, port: port, limits: limits, tls: tls)
     }
+}
+
+/// The `jobs` object: how long and how much the job store keeps (in memory only), and where callbacks may go.
+public struct JobsConfiguration: Sendable, Equatable {
+    /// `jobs.ttl_seconds`: how long a finished job (status and images) stays readable.
+    public var ttlSeconds = 3600.0
+    /// `jobs.max_bytes`: memory for all jobs' images and event logs; past it the oldest finished are evicted.
+    public var maxBytes = 268_435_456
+    /// `jobs.callback_hosts`: hosts an `http://` or `https://` `callback_url` may name (exact, case-insensitive; `*.example.com`
+    /// for its subdomains); empty refuses every `callback_url`.
+    public var callbackHosts: [String] = []
+    /// `jobs.callback_secret`: the HMAC-SHA256 key callbacks are signed with (at least 16 bytes); needed
+    /// when `callback_hosts` names any host.
+    public var callbackSecret: String?
+
+    /// The defaults.
+    public init() {}
 }

@@ -13,6 +13,7 @@ import Tensor
 /// | `/v1/models` | GET, HEAD | if keys are configured |
 /// | `/v1/images` | POST | if keys are configured |
 /// | `/v1/images/generations` | POST | if keys are configured |
+/// | `/v1/jobs`, `/v1/jobs/{id}[/cancel, /images/{i}, /events]` | see `JobRoutes.swift` | if keys are configured |
 ///
 /// Unknown paths answer 404, other methods 405 with `Allow` (OPTIONS 204 with `Allow`).
 public final class ServingHandler: HTTPHandler, @unchecked Sendable {
@@ -30,6 +31,10 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
     let limits: RequestLimits
     /// The precision that runs (`precision` after the CPU's fallback), recorded in every image.
     let precisionName: String
+    /// The jobs of `POST /v1/jobs`.
+    let jobManager: JobManager
+    /// Signs and sends job callbacks; nil when `jobs.callback_hosts` is empty (`callback_url` refused).
+    let callbacks: CallbackSender?
     private let apiKeys: [[UInt8]]
     private let routes: [Route]
     private let startTime = Int(Date().timeIntervalSince1970)
@@ -43,6 +48,10 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
         limits = RequestLimits(configuration)
         precisionName = (Precision(rawValue: configuration.precision) ?? .fp32).resolved().precision.rawValue
         apiKeys = configuration.apiKeys.map { Array($0.utf8) }
+        let callbacks = configuration.jobs.callbackHosts.isEmpty ? nil
+            : CallbackSender(hosts: configuration.jobs.callbackHosts, secret: configuration.jobs.callbackSecret ?? "", metrics: metrics, logger: logger)
+        self.callbacks = callbacks
+        jobManager = JobManager(limits: configuration.jobStoreLimits, metrics: metrics, logger: logger, callbacks: callbacks)
         let keys = !configuration.apiKeys.isEmpty
         routes = [
             Route(path: "/healthz", methods: ["GET", "HEAD"], isProtected: false),
@@ -59,6 +68,10 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
         metrics.inFlight.increment()
         defer { metrics.inFlight.decrement() }
         let exchange = Exchange(request: request, writer: response, metrics: metrics, logger: logger)
+        if let jobRoute = JobPath(request.path) {
+            jobs(jobRoute, exchange)
+            return
+        }
         guard let route = routes.first(where: { $0.path == request.path }) else {
             exchange.error(ServingError(status: 404, message: "no route \(request.method) \(request.rawPath)", code: "not_found"))
             return
@@ -82,6 +95,7 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
         case "/healthz": exchange.json(200, .object([("status", .string("ok"))]))
         case "/readyz": readiness(exchange)
         case "/metrics":
+            jobManager.refreshMetrics()
             exchange.respond(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
                              body: Array(metrics.exposition().utf8))
         case "/v1/models": models(exchange)
@@ -100,6 +114,15 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
     public func checkExpectation(_ head: HTTPRequestHead) -> HTTPError? {
         // The decoded path, as routing will see it (`/v1/%69mages` is `/v1/images`).
         let path = head.path
+        if let jobRoute = JobPath(path), jobRoute.methods.contains(head.method) {
+            if isKeyed, authorizedKey(head.headers["Authorization"]) == nil {
+                return HTTPError(status: 401, code: "invalid_api_key", message: ServingError.unauthorized.message)
+            }
+            if head.method == "POST", jobRoute.kind == .create, let error = Self.contentTypeError(head.headers["Content-Type"]) {
+                return HTTPError(status: error.status, code: error.code ?? "unsupported_media_type", message: error.message)
+            }
+            return nil
+        }
         guard let route = routes.first(where: { $0.path == path }), route.methods.contains(head.method) else { return nil }
         if route.isProtected, !isAuthorized(head.headers["Authorization"]) {
             return HTTPError(status: 401, code: "invalid_api_key", message: ServingError.unauthorized.message)
@@ -135,18 +158,27 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
     /// `Authorization: Bearer <key>` against every configured key in constant time (the time depends
     /// only on the configured keys' lengths, not on how much of a key matched).
     func isAuthorized(_ header: String?) -> Bool {
-        guard !apiKeys.isEmpty else { return true }
-        guard let header, header.count > 7, header.prefix(7).lowercased() == "bearer " else { return false }
+        guard isKeyed else { return true }
+        return authorizedKey(header) != nil
+    }
+
+    /// Whether API keys are configured.
+    var isKeyed: Bool { !apiKeys.isEmpty }
+
+    /// The index of the configured key that `Authorization: Bearer <key>` names, nil when none does;
+    /// every key is compared, in constant time, whichever matches.
+    func authorizedKey(_ header: String?) -> Int? {
+        guard let header, header.count > 7, header.prefix(7).lowercased() == "bearer " else { return nil }
         let given = Array(header.utf8.dropFirst(7))
-        var matched: UInt8 = 0
-        for key in apiKeys {
+        var matched: Int? = nil
+        for (index, key) in apiKeys.enumerated() {
             var diff: UInt8 = given.count == key.count ? 0 : 1
             for i in 0..<key.count {
                 diff |= key[i] ^ (given.isEmpty ? 0 : given[i % given.count])
             }
-            matched |= diff == 0 ? 1 : 0
+            if diff == 0 { matched = index }
         }
-        return matched == 1
+        return matched
     }
 
     /// 415 unless the content type is `application/json` (parameters such as charset allowed).

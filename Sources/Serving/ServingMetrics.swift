@@ -24,6 +24,9 @@ import Tensor
 /// | `wuerstchen_requests_rejected_total` | counter | `reason` (`queue_full`) |
 /// | `wuerstchen_requests_expired_total` | counter | (deadline exceeded) |
 /// | `wuerstchen_model_load_seconds` | gauge | |
+/// | `wuerstchen_jobs` | gauge | `status` (`queued`, `running`, `succeeded`, `failed`, `cancelled`, `expired`: jobs held now) |
+/// | `wuerstchen_jobs_evicted_total` | counter | (finished jobs dropped by `jobs.ttl_seconds` or `jobs.max_bytes`) |
+/// | `wuerstchen_job_callbacks_total` | counter | `outcome` (`delivered`, `failed`: given up after every retry) |
 /// | `process_resident_memory_bytes` | gauge | (read from /proc at scrape time) |
 /// | `process_open_fds` | gauge | (read from /proc at scrape time) |
 /// | `wuerstchen_buffer_cache_bytes` | gauge | (freed tensor buffers kept for reuse, at scrape time) |
@@ -46,6 +49,10 @@ public final class ServingMetrics: Sendable {
     let queueFull: CoreMetrics.Counter
     let modelLoad: Meter
     let residentMemory: Meter
+    let jobs: [JobStatus: Meter]
+    let jobsEvicted: CoreMetrics.Counter
+    let jobCallbacksDelivered: CoreMetrics.Counter
+    let jobCallbacksFailed: CoreMetrics.Counter
     let openFDs: Meter
     let bufferCache: Meter
 
@@ -73,6 +80,12 @@ public final class ServingMetrics: Sendable {
         residentMemory = Meter(label: "process_resident_memory_bytes", factory: factory)
         openFDs = Meter(label: "process_open_fds", factory: factory)
         bufferCache = Meter(label: "wuerstchen_buffer_cache_bytes", factory: factory)
+        jobs = Dictionary(uniqueKeysWithValues: JobStatus.allCases.map {
+            ($0, Meter(label: "wuerstchen_jobs", dimensions: [("status", $0.rawValue)], factory: factory))
+        })
+        jobsEvicted = CoreMetrics.Counter(label: "wuerstchen_jobs_evicted_total", factory: factory)
+        jobCallbacksDelivered = CoreMetrics.Counter(label: "wuerstchen_job_callbacks_total", dimensions: [("outcome", "delivered")], factory: factory)
+        jobCallbacksFailed = CoreMetrics.Counter(label: "wuerstchen_job_callbacks_total", dimensions: [("outcome", "failed")], factory: factory)
     }
 
     /// Counts one answered request and its duration.

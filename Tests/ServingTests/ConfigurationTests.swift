@@ -103,6 +103,18 @@ import Testing
     }
 
     /// Each bad value names its field and where it came from.
+    @Test func jobsFieldsFromFileAndEnvironment() throws {
+        let c = try ServerConfiguration.parse(json: Array(#"""
+            {"jobs": {"ttl_seconds": 5, "max_bytes": 1048576, "callback_hosts": ["Hooks.Example.com"], "callback_secret": "0123456789abcdef"}}
+            """#.utf8))
+        #expect(c.jobs.ttlSeconds == 5 && c.jobs.maxBytes == 1_048_576 && c.jobs.callbackHosts == ["hooks.example.com"])
+        #expect(c.jobStoreLimits.ttl == 5 && c.jobStoreLimits.maxBytes == 1_048_576)
+        let env = try ServerConfiguration.load(file: nil, environment: ["WUERSTCHEN_JOBS_TTL_SECONDS": "2.5",
+                                                                         "WUERSTCHEN_JOBS_CALLBACK_HOSTS": "127.0.0.1, localhost",
+                                                                         "WUERSTCHEN_JOBS_CALLBACK_SECRET": "a-secret-of-16-bytes"])
+        #expect(env.jobs.ttlSeconds == 2.5 && env.jobs.callbackHosts == ["127.0.0.1", "localhost"] && env.jobs.callbackSecret == "a-secret-of-16-bytes")
+    }
+
     @Test func invalidValuesNameTheFieldAndTheSource() throws {
         func error(_ body: () throws -> ServerConfiguration) -> ConfigurationError? {
             do {
@@ -129,6 +141,13 @@ import Testing
             (error { try ServerConfiguration.load(file: nil, flags: [("prior", "--prior", "/nonexistent")]) }, "decoder", "--prior"),
             (error { try ServerConfiguration.load(file: nil, flags: [("precision", "--precision", "fp8")]) }, "precision", "--precision"),
             (error { try ServerConfiguration.load(file: "/nonexistent/server.json") }, nil, "/nonexistent/server.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"jobs": {"ttl_seconds": 0}}"#.utf8), source: "f.json") }, "jobs.ttl_seconds", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"jobs": {"max_bytes": 10}}"#.utf8), source: "f.json") }, "jobs.max_bytes", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"jobs": {"ttl": 5}}"#.utf8), source: "f.json") }, "jobs.ttl", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"jobs": 5}"#.utf8), source: "f.json") }, "jobs", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"jobs": {"callback_hosts": ["a.example"]}}"#.utf8), source: "f.json") },
+             "jobs.callback_secret", "defaults"),
+            (error { try ServerConfiguration.load(file: nil, environment: ["WUERSTCHEN_JOBS_MAX_BYTES": "lots"]) }, "jobs.max_bytes", "WUERSTCHEN_JOBS_MAX_BYTES"),
         ]
         for (e, field, source) in cases {
             guard let e else {

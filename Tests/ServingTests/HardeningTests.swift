@@ -204,5 +204,6 @@ import Wuerstchen
         let bad = ServingHandler.RGBImage(width: 0, height: 0, bytes: [])
         let output = ServingHandler.ImageOutput(encoder: ImageEncoder(format: format), parameters: nil)
         #expect(throws: (any Error).self) { _ = try output.base64(bad, index: 0) }
+        #expect(throws: (any Error).self) { _ = try output.file(bad, index: 0) }
     }
 }
