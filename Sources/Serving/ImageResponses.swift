@@ -71,22 +71,28 @@ final class EventInbox: @unchecked Sendable {
 }
 
 extension ServingHandler {
-    /// `POST /v1/images` and `POST /v1/images/generations`.
-    func images(_ exchange: Exchange, openAI: Bool) {
+    /// The request's JSON body (`POST /v1/images`, `/v1/images/generations`, `/v1/jobs`), or nil after answering
+    /// why not: 411 without a length, 415 for another content type, 400 `invalid_json`.
+    func jsonBody(_ exchange: Exchange) -> JSONValue? {
         let request = exchange.request
         guard request.headers.contains("Content-Length") || request.headers.contains("Transfer-Encoding") else {
             exchange.error(ServingError(status: 411, message: "a JSON body with Content-Length (or chunked) is required", code: "length_required"))
-            return
+            return nil
         }
         if let error = Self.contentTypeError(request.headers["Content-Type"]) {
             exchange.error(error)
-            return
+            return nil
         }
-        let body: JSONValue
-        do { body = try JSONValue.parse(request.body) } catch {
+        do { return try JSONValue.parse(request.body) } catch {
             exchange.error(.invalid(nil, "the body is not valid JSON: \(error.description)", code: "invalid_json"))
-            return
+            return nil
         }
+    }
+
+    /// `POST /v1/images` and `POST /v1/images/generations`.
+    func images(_ exchange: Exchange, openAI: Bool) {
+        let request = exchange.request
+        guard let body = jsonBody(exchange) else { return }
         let requestedFormat: ImageFormat?
         do { requestedFormat = try ImageRequests.outputFormat(body) } catch {
             exchange.error(error)

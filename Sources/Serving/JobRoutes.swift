@@ -64,16 +64,7 @@ extension ServingHandler {
     func jobs(_ route: JobPath, _ exchange: Exchange) {
         let request = exchange.request
         exchange.route = route.label
-        guard route.methods.contains(request.method) else {
-            let allow = (route.methods + ["OPTIONS"]).joined(separator: ", ")
-            if request.method == "OPTIONS" {
-                exchange.respond(status: 204, headers: [("Allow", allow)], body: [])
-            } else {
-                exchange.error(ServingError(status: 405, message: "\(request.path) accepts \(route.methods.joined(separator: ", ")), not \(request.method)",
-                                            code: "method_not_allowed"), headers: [("Allow", allow)])
-            }
-            return
-        }
+        guard acceptsMethod(of: route.methods, exchange) else { return }
         guard let owner = owner(request.headers["Authorization"]) else {
             exchange.error(.unauthorized)
             return
@@ -129,20 +120,7 @@ extension ServingHandler {
     // MARK: - POST /v1/jobs
 
     private func createJob(owner: Int?, _ exchange: Exchange) {
-        let request = exchange.request
-        guard request.headers.contains("Content-Length") || request.headers.contains("Transfer-Encoding") else {
-            exchange.error(ServingError(status: 411, message: "a JSON body with Content-Length (or chunked) is required", code: "length_required"))
-            return
-        }
-        if let error = Self.contentTypeError(request.headers["Content-Type"]) {
-            exchange.error(error)
-            return
-        }
-        let parsed: JSONValue
-        do { parsed = try JSONValue.parse(request.body) } catch {
-            exchange.error(.invalid(nil, "the body is not valid JSON: \(error.description)", code: "invalid_json"))
-            return
-        }
+        guard let parsed = jsonBody(exchange) else { return }
         // `callback_url` is the one field beyond the `/v1/images` body; the rest is read by the same reader.
         var body = parsed
         var callbackURL: String?

@@ -77,16 +77,7 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
             return
         }
         exchange.route = route.path
-        guard route.methods.contains(request.method) else {
-            let allow = (route.methods + ["OPTIONS"]).joined(separator: ", ")
-            if request.method == "OPTIONS" {
-                exchange.respond(status: 204, headers: [("Allow", allow)], body: [])
-            } else {
-                exchange.error(ServingError(status: 405, message: "\(request.path) accepts \(route.methods.joined(separator: ", ")), not \(request.method)",
-                                            code: "method_not_allowed"), headers: [("Allow", allow)])
-            }
-            return
-        }
+        guard acceptsMethod(of: route.methods, exchange) else { return }
         if route.isProtected, !isAuthorized(request.headers["Authorization"]) {
             exchange.error(.unauthorized)
             return
@@ -154,6 +145,21 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
     }
 
     // MARK: - Checks
+
+    /// Whether the request's method is one of `methods`; otherwise answers it (OPTIONS: 204 with `Allow`;
+    /// anything else: 405 naming what the path accepts, with `Allow`) and returns false.
+    func acceptsMethod(of methods: [String], _ exchange: Exchange) -> Bool {
+        let request = exchange.request
+        guard !methods.contains(request.method) else { return true }
+        let allow = (methods + ["OPTIONS"]).joined(separator: ", ")
+        if request.method == "OPTIONS" {
+            exchange.respond(status: 204, headers: [("Allow", allow)], body: [])
+        } else {
+            exchange.error(ServingError(status: 405, message: "\(request.path) accepts \(methods.joined(separator: ", ")), not \(request.method)",
+                                        code: "method_not_allowed"), headers: [("Allow", allow)])
+        }
+        return false
+    }
 
     /// `Authorization: Bearer <key>` against every configured key in constant time (the time depends
     /// only on the configured keys' lengths, not on how much of a key matched).
