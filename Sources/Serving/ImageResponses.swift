@@ -89,6 +89,19 @@ extension ServingHandler {
         }
     }
 
+    /// The generation service, or nil after answering why there is none (loading, failed load, draining: 503).
+    func loadedService(_ exchange: Exchange) -> (any GenerationService)? {
+        if let error = state.unavailability {
+            exchange.error(error)
+            return nil
+        }
+        guard let service = state.service else {
+            exchange.error(ServingError(status: 503, message: "the models are not loaded", type: "server_error", code: "loading"))
+            return nil
+        }
+        return service
+    }
+
     /// `POST /v1/images` and `POST /v1/images/generations`.
     func images(_ exchange: Exchange, openAI: Bool) {
         let request = exchange.request
@@ -112,14 +125,7 @@ extension ServingHandler {
                 code: "not_acceptable"))
             return
         }
-        if let error = state.unavailability {
-            exchange.error(error)
-            return
-        }
-        guard let service = state.service else {
-            exchange.error(ServingError(status: 503, message: "the models are not loaded", type: "server_error", code: "loading"))
-            return
-        }
+        guard let service = loadedService(exchange) else { return }
         let job: ImageJob
         do {
             job = try openAI ? ImageRequests.openAI(body, model: service.model, limits: limits)

@@ -144,14 +144,7 @@ extension ServingHandler {
                 return
             }
         }
-        if let error = state.unavailability {
-            exchange.error(error)
-            return
-        }
-        guard let service = state.service else {
-            exchange.error(ServingError(status: 503, message: "the models are not loaded", type: "server_error", code: "loading"))
-            return
-        }
+        guard let service = loadedService(exchange) else { return }
         let job: ImageJob
         do { job = try ImageRequests.native(body, model: service.model, limits: limits) } catch {
             exchange.error(error)
