@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # CI for the image itself (issue 14), run by scripts/test.sh for the whole suite: the real Dockerfile built
 # by podman and run as users run it.
-#  1. installs podman, runc, netavark/aardvark-dns (container DNS), iptables (netavark's firewall driver; without it every `podman run -p` fails "netavark: No such file or directory") and mmdebstrap with apt where missing (as root);
+#  1. installs podman, runc, netavark/aardvark-dns (container DNS), iptables (netavark's firewall driver; without
+#     it every `podman run -p` fails "netavark: No such file or directory") and mmdebstrap with apt where missing
+#     (as root);
 #  2. scripts/container/local_bases.sh makes the base images from Debian's packages (no registry here; kept
 #     between runs);
 #  3. `podman build --format docker` of the Dockerfile as wuerstchen:latest (the Docker format keeps the
