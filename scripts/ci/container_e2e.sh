@@ -2,8 +2,9 @@
 # CI for the image itself (issue 14), run by scripts/test.sh for the whole suite: the real Dockerfile built
 # by podman and run as users run it.
 #  1. installs podman, runc, netavark/aardvark-dns (container DNS), iptables (netavark's firewall driver; without
-#     it every `podman run -p` fails "netavark: No such file or directory") and mmdebstrap with apt where missing
-#     (as root);
+#     it every `podman run -p` fails "netavark: No such file or directory"), catatonit (the pause binary of
+#     `podman kube play`'s infra container; without it "finding pause binary: exec: catatonit") and mmdebstrap
+#     with apt where missing (as root);
 #  2. scripts/container/local_bases.sh makes the base images from Debian's packages (no registry here; kept
 #     between runs);
 #  3. `podman build --format docker` of the Dockerfile as wuerstchen:latest (the Docker format keeps the
@@ -37,7 +38,7 @@ esac
 started=$SECONDS
 log() { echo "container_e2e: [$((SECONDS - started)) s] $*"; }
 
-packages=(podman runc netavark aardvark-dns iptables mmdebstrap)
+packages=(podman runc netavark aardvark-dns iptables catatonit mmdebstrap)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
