@@ -35,6 +35,8 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
     private let planner: BatchPlanner
     private let measure: @Sendable (SchedulerMeasurement) -> Void
     private let logger: Logger
+    /// Gives the memory kept for reuse back to the system, returning the cached bytes freed (`policy.idleRelease`).
+    private let releaseIdleMemory: @Sendable () -> Int
 
     /// Guards everything below; the engine waits on it for work.
     private let condition = NSCondition()
@@ -51,7 +53,9 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
     }
 
     /// A service over `pipeline` with `policy`, reporting its figures to `measure`; starts its engine thread.
+    /// `releaseIdleMemory` is what the idle engine calls after `policy.idleRelease`.
     init(pipeline: WuerstchenPipeline, policy: SchedulerPolicy, logger: Logger,
+         releaseIdleMemory: @escaping @Sendable () -> Int = { Compute.releaseIdleMemory() },
          measure: @escaping @Sendable (SchedulerMeasurement) -> Void) {
         precondition(policy.maxQueue >= 1 && policy.maxActiveRequests >= 1 && policy.maxBatchRows >= 1,
                      "scheduler policy needs max_queue, max_active_requests and max_batch_rows >= 1: \(policy)")
@@ -62,6 +66,7 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
         self.queue = JobQueue(policy: policy)
         self.measure = measure
         self.logger = logger
+        self.releaseIdleMemory = releaseIdleMemory
         let thread = Thread { [self] in engineLoop() }
         thread.name = "wuerstchen.engine"
         thread.stackSize = 16 << 20
@@ -183,6 +188,8 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
     // MARK: - The engine
 
     private func engineLoop() {
+        // Whether the engine has computed since it last gave memory back (or started).
+        var workedSinceRelease = false
         while true {
             condition.lock()
             while queue.isEmpty {
@@ -190,8 +197,23 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
                     condition.unlock()
                     return
                 }
-                condition.wait()
+                guard workedSinceRelease, policy.idleRelease > 0 else {
+                    condition.wait()
+                    continue
+                }
+                // A wake-up before the deadline (a submission, shutdown, or spurious) looks at the queue again
+                // and, if it is still empty, waits a whole `idleRelease` once more.
+                if condition.wait(until: Date(timeIntervalSinceNow: policy.idleRelease)) || !queue.isEmpty || queue.isStopping {
+                    continue
+                }
+                workedSinceRelease = false
+                condition.unlock()
+                let bytes = releaseIdleMemory()
+                measure(.idleMemoryReleased(bytes: bytes))
+                logger.debug("idle: gave memory back", metadata: ["buffer_cache_bytes": "\(bytes)"])
+                condition.lock()
             }
+            workedSinceRelease = true
             if queue.mayGather {
                 // Idle engine: give simultaneous arrivals a moment to share the first steps.
                 let until = Date(timeIntervalSinceNow: policy.batchWait)

@@ -16,6 +16,8 @@ enum SchedulerMeasurement: Sendable, Equatable {
     case cancelled
     /// A request passed its deadline.
     case expired
+    /// The idle engine gave memory back (`SchedulerPolicy.idleRelease`), this many bytes of it cached buffers.
+    case idleMemoryReleased(bytes: Int)
 }
 
 extension ServingMetrics {
@@ -35,6 +37,7 @@ extension ServingMetrics {
             imagesGenerated.increment(by: Int64(images))
         case .cancelled: cancelled.increment()
         case .expired: deadlineExceeded.increment()
+        case .idleMemoryReleased: idleMemoryReleases.increment()
         }
     }
 }

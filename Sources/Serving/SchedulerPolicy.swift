@@ -20,6 +20,11 @@ public struct SchedulerPolicy: Sendable, Equatable {
     /// `batch_wait_ms`: how long an idle engine waits after a first request for others to share its
     /// first steps (later arrivals join at the next step boundary anyway), in seconds.
     public var batchWait = 0.02
+    /// `idle_release_ms`: how long the engine stays idle (nothing queued or running) before it gives the
+    /// memory it keeps for reuse back to the system (`Compute.releaseIdleMemory`: the buffer cache's blocks
+    /// and malloc's free pages), in seconds; 0 never does. Once per idle period. The next request pays its
+    /// first step's page faults.
+    public var idleRelease = 2.0
     /// Requests that may wait for admission; more answer 429 with `Retry-After` (the top-level `max_queue`).
     public var maxQueue = 16
     /// `request_timeout_seconds`: deadline of a request from submission (queue wait included), also

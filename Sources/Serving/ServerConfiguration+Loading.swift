@@ -204,6 +204,7 @@ extension ServerConfiguration {
         int("scheduler.max_batch_pixels", 0...(1 << 40)) { $0.config.scheduler.maxBatchPixels = $1 },
         int("scheduler.max_active_requests", 1...4096) { $0.config.scheduler.maxActiveRequests = $1 },
         int("scheduler.batch_wait_ms", 0...60_000) { $0.config.scheduler.batchWait = Double($1) / 1000 },
+        int("scheduler.idle_release_ms", 0...86_400_000) { $0.config.scheduler.idleRelease = Double($1) / 1000 },
         double("scheduler.request_timeout_seconds", 1...86_400) { $0.config.scheduler.requestTimeout = $1 },
         string("tls.certificate") { $0.tlsCertificate = $1 },
         string("tls.private_key") { $0.tlsKey = $1 },

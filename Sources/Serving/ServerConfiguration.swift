@@ -16,7 +16,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// `max_queue`: requests that may wait for admission; more answer 429 with `Retry-After`.
     public var maxQueue = 16
     /// `scheduler`: batching (`mode`, `max_batch_rows`, `max_batch_pixels`, `max_active_requests`, `batch_wait_ms`,
-    /// `request_timeout_seconds`; `SchedulerPolicy`, whose `maxQueue` is the top-level `max_queue`).
+    /// `idle_release_ms`, `request_timeout_seconds`; `SchedulerPolicy`, whose `maxQueue` is the top-level `max_queue`).
     public var scheduler = SchedulerPolicy()
     /// `max_images_per_request`: upper bound of `num_images` / `n`.
     public var maxImagesPerRequest = 4

@@ -55,6 +55,7 @@ public final class ServingMetrics: Sendable {
     let jobCallbacksFailed: CoreMetrics.Counter
     let openFDs: Meter
     let bufferCache: Meter
+    let idleMemoryReleases: CoreMetrics.Counter
 
     /// Metrics in a fresh registry.
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -80,6 +81,7 @@ public final class ServingMetrics: Sendable {
         residentMemory = Meter(label: "process_resident_memory_bytes", factory: factory)
         openFDs = Meter(label: "process_open_fds", factory: factory)
         bufferCache = Meter(label: "wuerstchen_buffer_cache_bytes", factory: factory)
+        idleMemoryReleases = CoreMetrics.Counter(label: "wuerstchen_idle_memory_releases_total", factory: factory)
         jobs = Dictionary(uniqueKeysWithValues: JobStatus.allCases.map {
             ($0, Meter(label: "wuerstchen_jobs", dimensions: [("status", $0.rawValue)], factory: factory))
         })

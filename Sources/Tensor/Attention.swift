@@ -209,7 +209,8 @@ struct AttentionMask {
 /// GEMM). At the model's shapes one head's GEMMs are too small for OpenBLAS's own threading (two
 /// threads barely beat one at 576 x 653 x 64), while independent units scale with the cores and keep
 /// the softmax on the thread that owns the scores in its cache. OpenBLAS's thread count is process
-/// state, so it is set to 1 for the duration and restored; the pthreads build (Debian's
+/// state, so it is set to 1 for the duration and restored, in `BLASThreads.exclusive` (products on other
+/// threads wait: OpenBLAS's results depend on its thread count); the pthreads build (Debian's
 /// libopenblas0-pthread) takes concurrent calls from several threads.
 enum AttentionKernel {
     /// Queries per block at most: a 256 x Lk score block per worker (670 KB at Lk = 653, in L2).
@@ -237,25 +238,24 @@ enum AttentionKernel {
         let perWorker = block * lk + block
         let scratch = Tensor(uninitialized: [workers * perWorker])
 
-        // One unit: queries i0..<i0+m of head h in batch bi, with the worker's scratch.
-        func unit(_ u: Int, _ buffer: UnsafeMutablePointer<Float>) {
+        // One unit: queries i0..<i0+m of head h in batch bi, with the worker's scratch. `sgemm` is
+        // `GEMM.sgemm` for one worker, and the unlocked call inside the exclusive section for several.
+        typealias Product = (_ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+                             _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) -> Void
+        func unit(_ u: Int, _ buffer: UnsafeMutablePointer<Float>, _ sgemm: Product) {
             let scores = buffer, rowScale = buffer + block * lk
             let bh = u / blocks, bi = bh / heads, h = bh % heads
             let i0 = (u % blocks) * block, m = min(block, lq - i0)
             // scores[m, lk] = scale * Q[i0..<i0+m] K^T
-            GEMM.sgemm(
-                transB: true, m: m, n: lk, k: d, alpha: scale,
-                a: q.base + (bi * lq + i0) * q.rowStride + h * d, lda: q.rowStride,
-                b: k.base + bi * lk * k.rowStride + h * d, ldb: k.rowStride, c: scores, ldc: lk)
+            sgemm(true, m, lk, d, scale, q.base + (bi * lq + i0) * q.rowStride + h * d, q.rowStride,
+                  k.base + bi * lk * k.rowStride + h * d, k.rowStride, scores, lk)
             for r in 0..<m {
                 let maskRow = mask?.row(batch: bi, query: i0 + r)
                 rowScale[r] = 1 / softmaxRowUnnormalised(scores + r * lk, count: lk, mask: maskRow)
             }
             // out[i0..<i0+m, head h] = exp-scores V, then each row divided by its sum.
             let o = out + (bi * lq + i0) * outRowStride + h * d
-            GEMM.sgemm(
-                m: m, n: d, k: lk, a: scores, lda: lk, b: v.base + bi * lk * v.rowStride + h * d, ldb: v.rowStride,
-                c: o, ldc: outRowStride)
+            sgemm(false, m, d, lk, 1, scores, lk, v.base + bi * lk * v.rowStride + h * d, v.rowStride, o, outRowStride)
             for r in 0..<m {
                 let row = o + r * outRowStride
                 let s = rowScale[r]
@@ -265,16 +265,19 @@ enum AttentionKernel {
 
         if workers <= 1 {
             // One worker: the units in order, OpenBLAS with whatever threads it has.
-            for u in 0..<units { unit(u, scratch.data) }
+            let locked: Product = { GEMM.sgemm(transB: $0, m: $1, n: $2, k: $3, alpha: $4, a: $5, lda: $6, b: $7, ldb: $8, c: $9, ldc: $10) }
+            for u in 0..<units { unit(u, scratch.data, locked) }
             return
         }
-        let blasThreads = openblas_get_num_threads()
-        if blasThreads != 1 { openblas_set_num_threads(1) }
-        defer { if blasThreads != 1 { openblas_set_num_threads(blasThreads) } }
-        let next = UnitCounter()
-        pool.parallelFor(workers) { range in
-            for w in range {
-                while let u = next.take(below: units) { unit(u, scratch.data + w * perWorker) }
+        let inSection: Product = {
+            GEMM.sgemmInExclusiveSection(transB: $0, m: $1, n: $2, k: $3, alpha: $4, a: $5, lda: $6, b: $7, ldb: $8, c: $9, ldc: $10)
+        }
+        BLASThreads.exclusive(threads: 1) {
+            let next = UnitCounter()
+            pool.parallelFor(workers) { range in
+                for w in range {
+                    while let u = next.take(below: units) { unit(u, scratch.data + w * perWorker, inSection) }
+                }
             }
         }
     }

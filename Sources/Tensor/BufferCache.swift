@@ -88,6 +88,20 @@ final class BufferCache: @unchecked Sendable {
         p.deallocate()
     }
 
+    /// Frees every cached block (the capacity stays) and returns how many bytes that was: for an idle
+    /// service, whose next request may have other sizes and pays only the page faults of its first step.
+    @discardableResult
+    func drain() -> Int {
+        lock.lock()
+        let dropped = free.values.flatMap { $0 }
+        let bytes = cachedBytes
+        free = [:]
+        cachedBytes = 0
+        lock.unlock()
+        dropped.forEach { $0.deallocate() }
+        return bytes
+    }
+
     /// Sets the most bytes kept cached, freeing cached blocks beyond it.
     func setCapacity(_ bytes: Int) {
         lock.lock()

@@ -7,8 +7,24 @@ import CBLAS
 public enum GEMM {
     /// Row-major `C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C`, where `op` transposes
     /// when asked. `lda`, `ldb`, `ldc` are the row strides of A, B and C as stored.
+    /// Holds OpenBLAS's thread count fixed for the call (`BLASThreads`: its results depend on it).
     @inlinable
     public static func sgemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        BLASThreads.shared {
+            sgemmInExclusiveSection(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                                    b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        }
+    }
+
+    /// `sgemm` without taking `BLASThreads`' lock: only inside `BLASThreads.exclusive`, which holds it.
+    @usableFromInline
+    static func sgemmInExclusiveSection(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,

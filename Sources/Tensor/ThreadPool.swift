@@ -1,5 +1,6 @@
 import CBLAS
 import Dispatch
+import CKernels
 import Foundation
 
 /// Splits loops of the non-BLAS ops across a fixed number of workers.
@@ -9,7 +10,8 @@ import Foundation
 /// because every op is synchronous: an op either calls BLAS with its threads or splits its loop here. The
 /// exceptions run single-threaded library calls on the pool's workers, so there are still never more busy
 /// threads than `threadCount`: attention, whose workers each call OpenBLAS with its thread count set to 1
-/// for the duration (see `AttentionKernel`), and the bfloat16 GEMMs, whose workers each run a
+/// for the duration (see `AttentionKernel`; `BLASThreads.exclusive` keeps other threads' products out
+/// meanwhile), and the bfloat16 GEMMs, whose workers each run a
 /// single-threaded oneDNN primitive on a block of the product (see `OneDNNMatmul`).
 public final class ThreadPool: @unchecked Sendable {
     /// Number of chunks a loop is split into at most.
@@ -60,7 +62,7 @@ public enum Compute {
     /// Sets the number of threads for both OpenBLAS and the op pool (0 or less: all cores).
     public static func configure(threads: Int) {
         let n = threads > 0 ? threads : ProcessInfo.processInfo.activeProcessorCount
-        openblas_set_num_threads(Int32(n))
+        BLASThreads.exclusive(threads: n, keep: true) {}
         lock.lock()
         current = ThreadPool(threadCount: n)
         lock.unlock()
@@ -79,6 +81,16 @@ public enum Compute {
         BufferCache.shared.setCapacity(0)
         defer { BufferCache.shared.setCapacity(capacity) }
         return try body()
+    }
+
+    /// Gives memory an idle process holds back to the system: frees the buffer cache's blocks and asks
+    /// glibc to return the free pages of every malloc arena (`malloc_trim`). Returns the cache's bytes
+    /// freed. The next computation faults its blocks in again (one step's worth of page faults).
+    @discardableResult
+    public static func releaseIdleMemory() -> Int {
+        let bytes = BufferCache.shared.drain()
+        ck_malloc_trim()
+        return bytes
     }
 
     /// Bytes of freed tensor buffers currently kept for reuse.

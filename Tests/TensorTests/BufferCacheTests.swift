@@ -23,6 +23,20 @@ import Testing
         #expect(reused, "a freed block of this size must come back from the cache")
     }
 
+    /// `drain` (the idle engine's release, `Compute.releaseIdleMemory`) frees every block and says how many
+    /// bytes; the capacity stays, so blocks are cached again afterwards.
+    @Test func drainFreesEveryBlock() {
+        let cache = BufferCache()
+        let a = cache.minimumBytes, b = cache.minimumBytes + 4096
+        let blocks = [(cache.allocate(bytes: a), a), (cache.allocate(bytes: a), a), (cache.allocate(bytes: b), b)]
+        for (p, n) in blocks { cache.release(p, bytes: n) }
+        #expect(cache.heldBytes == 2 * a + b)
+        #expect(cache.drain() == 2 * a + b)
+        #expect(cache.heldBytes == 0 && cache.drain() == 0)
+        cache.release(cache.allocate(bytes: b), bytes: b)
+        #expect(cache.heldBytes == b, "still caching after a drain")
+    }
+
     /// Blocks of a size nobody asks for any more (a batch shape that stopped running) are dropped after
     /// `staleAfter` allocations of other sizes; a size in steady use stays cached (issue 12 soak).
     @Test func sizesNotAskedForAreDropped() {

@@ -16,6 +16,10 @@ Checks (exit status 1 if one fails): the server never exits; every well-formed r
 cancelled is answered 200 with its image(s); every malformed one gets its 4xx; RSS after the run is within
 --rss-tolerance (5%) of RSS after the first --rss-baseline (200) requests (checked only when the run
 has at least 5x that many; a short run reports it); the open descriptors return to the idle count.
+The run pauses after the first --rss-baseline requests. Both RSS figures are taken once those requests
+are answered and the engine has gone idle and given its reuse memory back (`scheduler.idle_release_ms`,
+counted by `wuerstchen_idle_memory_releases_total`), so they compare what the process keeps, not how many
+batches happened to be in flight. The samples taken under load are printed as well.
 Prints one JSON object: counts, latencies, RSS, descriptors and the server's buffer cache
 (`wuerstchen_buffer_cache_bytes`) every --sample-every requests.
 --env NAME=VALUE (repeatable) sets the server's environment (e.g. MALLOC_ARENA_MAX=2).
@@ -54,16 +58,38 @@ def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def buffer_cache_kb(port):
-    """The server's `wuerstchen_buffer_cache_bytes` (freed tensor buffers it keeps), in kB, or None."""
+def metric(port, name):
+    """The value of the server's unlabelled metric `name`, or None."""
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         c.request("GET", "/metrics")
         for line in c.getresponse().read().decode().splitlines():
-            if line.startswith("wuerstchen_buffer_cache_bytes "):
-                return int(float(line.split()[1]) / 1024)
+            if line.startswith(name + " "):
+                return float(line.split()[1])
     except OSError:
         pass
+    return None
+
+
+def buffer_cache_kb(port):
+    """The server's `wuerstchen_buffer_cache_bytes` (freed tensor buffers it keeps), in kB, or None."""
+    v = metric(port, "wuerstchen_buffer_cache_bytes")
+    return None if v is None else int(v / 1024)
+
+
+def releases(port):
+    return metric(port, "wuerstchen_idle_memory_releases_total") or 0
+
+
+def rss_when_released(port, pid, before, wait=60):
+    """RSS (kB) once the idle engine has given memory back since the release count was `before` and has not
+    computed since (its buffer cache still empty); None if not within `wait` seconds (the server's
+    `scheduler.idle_release_ms` is 0 or longer)."""
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        if releases(port) > before and buffer_cache_kb(port) == 0:
+            return rss_kb(pid)
+        time.sleep(0.25)
     return None
 
 
@@ -210,7 +236,8 @@ def main():
             if now_fds == idle_fds:
                 break
             idle_fds = now_fds
-        idle_rss = rss_kb(server.pid)
+        idle_rss = rss_when_released(port, server.pid, 0) or rss_kb(server.pid)
+        releases_before = releases(port)
 
         rng = random.Random(args.seed)
         plan = []
@@ -220,6 +247,8 @@ def main():
                         rng.choice(["png", "png", "png", "json", "sse", "multipart", "openai"]))
         lock = threading.Lock()
         next_index = [0]
+        # Workers take requests below stop_at[0]: first the baseline's, then the rest.
+        stop_at = [min(args.rss_baseline, len(plan))]
         done = [0]
         samples = []
         latencies = []
@@ -231,7 +260,7 @@ def main():
             while True:
                 with lock:
                     i = next_index[0]
-                    if i >= len(plan):
+                    if i >= stop_at[0]:
                         return
                     next_index[0] += 1
                 kind = plan[i]
@@ -251,19 +280,23 @@ def main():
                         errors.append(f"request {i}: {err}")
                     done[0] += 1
                     n = done[0]
-                    if server.poll() is None and (n % args.sample_every == 0 or n == args.rss_baseline):
-                        r = rss_kb(server.pid)
-                        if n % args.sample_every == 0:
-                            samples.append((n, r, fd_count(server.pid), buffer_cache_kb(port)))
-                        if n == args.rss_baseline:
-                            baseline[0] = r
+                    if server.poll() is None and n % args.sample_every == 0:
+                        samples.append((n, rss_kb(server.pid), fd_count(server.pid), buffer_cache_kb(port)))
+
+        def run_clients():
+            threads = [threading.Thread(target=worker, args=(w,)) for w in range(args.clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
 
         t0 = time.time()
-        threads = [threading.Thread(target=worker, args=(w,)) for w in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_clients()
+        if server.poll() is None and stop_at[0] < len(plan):
+            baseline[0] = rss_when_released(port, server.pid, releases_before)
+            releases_before = releases(port)
+            stop_at[0] = len(plan)
+            run_clients()
         wall = time.time() - t0
         if server.poll() is not None:
             errors.append(f"the server exited during the run ({server.returncode})")
@@ -272,11 +305,14 @@ def main():
         settle = time.time() + 30
         while fd_count(server.pid) > idle_fds and time.time() < settle:
             time.sleep(0.5)
-        final_fds, final_rss = fd_count(server.pid), rss_kb(server.pid)
+        final_fds = fd_count(server.pid)
+        final_rss = rss_when_released(port, server.pid, releases_before) if baseline[0] else rss_kb(server.pid)
         if final_fds > idle_fds:
             errors.append(f"open descriptors {final_fds} after the run, {idle_fds} when idle")
         growth = None
-        if baseline[0]:
+        if stop_at[0] > args.rss_baseline and not (baseline[0] and final_rss):
+            errors.append("the engine did not give memory back within 60 s of going idle (scheduler.idle_release_ms)")
+        elif baseline[0]:
             growth = (final_rss - baseline[0]) / baseline[0]
             if args.requests >= 5 * args.rss_baseline and growth > args.rss_tolerance:
                 errors.append(f"RSS grew {growth * 100:.1f}% after request {args.rss_baseline} "

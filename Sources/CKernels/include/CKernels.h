@@ -1,4 +1,4 @@
-// AVX-512 versions of the Tensor target's hottest pointwise kernels, chosen at run time.
+// AVX-512 versions of the Tensor target's hottest pointwise kernels, chosen at run time, and the libc calls Swift cannot reach.
 //
 // Swift (Package.swift) targets x86-64-v3 (AVX2 + FMA) and cannot emit AVX-512 for one function only;
 // these C functions carry `__attribute__((target("avx512f")))` instead, so the rest of the binary still
@@ -20,5 +20,10 @@ int ck_cpu_has_avx512f(void);
 void ck_gelu_avx512(const float *x, float *out, size_t count);
 
 #endif
+
+/// glibc's `malloc_trim(0)`: returns the free pages of every malloc arena to the system; 1 when memory was
+/// released, 0 when none could be (and on a libc without it). Swift's Glibc module does not export
+/// <malloc.h>, hence this wrapper (Sources/Tensor/ThreadPool.swift, `Compute.releaseIdleMemory`).
+int ck_malloc_trim(void);
 
 #endif
