@@ -18,7 +18,7 @@ struct HTTPHardeningTests {
     }
 
     /// Reads the final response, skipping interim (1xx) ones.
-    static func finalResponse(_ c: TestClient) throws -> TestResponse {
+    static func finalResponse(_ c: RawClient) throws -> Response {
         while true {
             let r = try c.readResponse()
             if r.status >= 200 { return r }
@@ -29,7 +29,7 @@ struct HTTPHardeningTests {
         var limits = HTTPLimits()
         limits.headerTimeout = 0.3
         try withServer(limits: limits, handler: Self.slow(1.0)) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             c.send("POST /gen HTTP/1.1\nHost: t\nContent-Length: 2\n\nok\n")
             let r = try c.readResponse()
             #expect(r.status == 200 && r.text == "done /gen")
@@ -50,7 +50,7 @@ struct HTTPHardeningTests {
             }
         }
         try withServer(limits: limits, handler: handler) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             // A locked receive buffer: the kernel holds little of the answer, most stays queued in the server.
             var window: Int32 = 64 * 1024
             setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &window, socklen_t(MemoryLayout<Int32>.size))
@@ -65,7 +65,7 @@ struct HTTPHardeningTests {
 
     @Test func halfClosedClientGetsTheWholeAnswer() throws {
         try withServer(handler: Self.slow(0.4)) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             c.send("GET /1 HTTP/1.1\nHost: t\n\nGET /2 HTTP/1.1\nHost: t\n\n")
             shutdown(c.fd, Int32(SHUT_WR))  // `nc -N`
             #expect(try Self.finalResponse(c).text == "done /1")
@@ -85,7 +85,7 @@ struct HTTPHardeningTests {
             response.finish()
         }
         try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             c.send("GET /stream HTTP/1.1\nHost: t\n\n")
             usleep(150_000)  // the head and "one " are sent
             shutdown(c.fd, Int32(SHUT_WR))
@@ -108,7 +108,7 @@ struct HTTPHardeningTests {
             response.finish()
         }
         try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             c.send("GET /events HTTP/1.1\nHost: t\n\n")
             usleep(150_000)
             shutdown(c.fd, Int32(SHUT_RDWR))
@@ -127,7 +127,7 @@ struct HTTPHardeningTests {
             response.finish()
         }
         try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             c.send("GET /work HTTP/1.1\nHost: t\n\n")
             usleep(100_000)
             shutdown(c.fd, Int32(SHUT_RDWR))
@@ -144,7 +144,7 @@ struct HTTPHardeningTests {
             response.respond(status: 200, body: [UInt8](repeating: 0x41, count: size))
         }
         try withServer(limits: limits, handler: handler) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             c.send("GET /big HTTP/1.1\nHost: t\n\n")
             var received = 0
             while received < size / 2 {  // well over a second at this pace
@@ -164,7 +164,7 @@ struct HTTPHardeningTests {
         }
         let server = HTTPServer(configuration: HTTPServerConfiguration(port: 0), handler: handler)
         try server.start()
-        let c = try TestClient(port: server.port, timeout: 10)
+        let c = try RawClient(port: server.port, timeout: 10)
         c.send("GET /download HTTP/1.1\nHost: t\n\n")
         c.fill(max: 16 * 1024)
         // Wait until the handler finished (its answer queued, mostly unsent) before draining.
@@ -190,7 +190,7 @@ struct HTTPHardeningTests {
             response.respond(status: 200, body: [UInt8](repeating: 0x45, count: size))
         }
         try withServer(limits: limits, handler: handler) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             c.send("GET /last HTTP/1.1\nHost: t\n\n")
             // Read until the server has handed the whole answer to the kernel (it closes then).
             while writer.get.map({ $0.queuedBytes > 0 }) ?? true {
@@ -217,7 +217,7 @@ struct HTTPHardeningTests {
             response.respond(status: 200, body: Array(request.path.utf8) + [UInt8](repeating: 0x43, count: piece))
         }
         try withServer(limits: limits, handler: handler) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             // A small locked window: the kernel takes little of the answers (64 KB, not less: loopback's
             // segments are 64 KB, and a smaller window slows TCP to zero-window probes).
             var small: Int32 = 64 * 1024

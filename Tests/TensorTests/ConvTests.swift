@@ -140,11 +140,11 @@ import Tensor
 }
 
 /// Timings at the model's real shapes against a bare `GEMM.sgemm` of the same M, N, K (beta 0).
-/// Release only, opt-in: `CONV_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter ConvSpeed`.
+/// Release only, opt-in: `WUERSTCHEN_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter ConvSpeed`.
 /// The machine is shared, so each op is timed twice: on one thread by that thread's CPU time (steady
 /// whatever else runs; OpenBLAS and the pool both run inline on the caller then), and on all threads
 /// by wall-clock time (best of a few runs).
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["CONV_BENCH"] != nil), .serialized)
+@Suite(.benchmark, .serialized)
 struct ConvSpeed {
     static func random(_ shape: [Int], scale: Float = 1) -> Tensor {
         var g = SplitMix(seed: UInt64(shape.reduce(7, *)))

@@ -169,11 +169,7 @@ import Tensor
     /// AMD EPYC (OpenBLAS Haswell kernels), machine otherwise idle: 512 px 2.77 s (94% of the GEMM
     /// bound of 2.60 s), 1024 px 14.4 s (82% of 11.85 s); peak RSS 6.0 GB (weights 4.2 GB + load-time
     /// copies). diffusers 0.42.1 on the same machine, 2 threads, under some load: 512 px 3.93 s.
-    @Test func speedAtRealSize() throws {
-        guard ProcessInfo.processInfo.environment["WUERSTCHEN_BENCH"] == "1" else {
-            print("WuerstchenDiffNeXt speed: skipped (set WUERSTCHEN_BENCH=1 to run the real decoder at 512 and 1024 px)")
-            return
-        }
+    @Test(.benchmark) func speedAtRealSize() throws {
         let config = WuerstchenDiffNeXtConfig.wuerstchenV2
         let start = Date()
         let model = try WuerstchenDiffNeXt(config: config, weights: Self.randomWeights(WuerstchenDiffNeXt.parameters(config)))

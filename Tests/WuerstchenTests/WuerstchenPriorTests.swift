@@ -84,8 +84,7 @@ import Tensor
         return 2 * bl * Double(cfg.cCond) * c + 2 * bl * c * c + Double(cfg.depth) * 6 * bl * c * c
     }
 
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["WUERSTCHEN_BENCH"] == "1",
-                   "set WUERSTCHEN_BENCH=1 to time one block of the real prior"))
+    @Test(.benchmark)
     func realPriorBlockBreakdown() throws {
         let cfg = WuerstchenPriorConfig.v2
         let gen = TorchGenerator(seed: 0)
@@ -129,8 +128,7 @@ import Tensor
         }
     }
 
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["WUERSTCHEN_BENCH"] == "1",
-                   "set WUERSTCHEN_BENCH=1 to time the real prior (4 GB of random weights)"))
+    @Test(.benchmark)
     func realPriorForward() throws {
         let cfg = WuerstchenPriorConfig.v2
         let gen = TorchGenerator(seed: 0)
