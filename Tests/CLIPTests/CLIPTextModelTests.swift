@@ -36,13 +36,7 @@ import Tensor
     /// transformers 4.x wrote them, `position_ids` being the one int64 buffer the loader skips).
     @Test(arguments: [("bigG", CLIPTextConfig.bigG), ("H", CLIPTextConfig.vitH)])
     func realConfigurationsDeclarePublishedTensors(_ name: String, _ config: CLIPTextConfig) throws {
-        let tsv = try String(contentsOf: Fixture.url("real-clip-\(name)-tensors.tsv"), encoding: .utf8)
-        var published: [String: [Int]] = [:]
-        for line in tsv.split(separator: "\n") {
-            let cols = line.split(separator: "\t")
-            let shape = cols[1].dropFirst().dropLast().split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! }
-            published[String(cols[0])] = shape
-        }
+        var published = try Fixture.tensorShapes("real-clip-\(name)-tensors.tsv")
         #expect(published.removeValue(forKey: "text_model.embeddings.position_ids") == [1, 77])
         var declared: [String: [Int]] = [:]
         for p in CLIPTextModel.parameters(config) { declared["text_model." + p.name] = p.shape }

@@ -98,41 +98,25 @@ struct HTTPHardeningTests {
     /// A streaming answer with a streaming probe, waiting for its next write, learns that a client which
     /// half-closed then went away is gone (the probe chunk is answered with a reset).
     @Test func streamingProbeTellsAClientThatWentAway() throws {
-        let closed = Locked(false)
-        let handler = ClosureHandler { _, response in
-            response.setStreamingProbe(Array(":\n\n".utf8))
-            let sem = DispatchSemaphore(value: 0)
-            response.onClose { closed.withValue { $0 = true }; sem.signal() }
-            try? response.write("event: queued\ndata: {}\n\n")
-            _ = sem.wait(timeout: .now() + 10)
-            response.finish()
-        }
-        try withServer(handler: handler) { server in
+        try Self.expectShutdownSeen(HeldUntilClosed(probe: Array(":\n\n".utf8), first: "event: queued\ndata: {}\n\n"), path: "/events")
+    }
+
+    /// Sends `GET path` to a handler that holds it, shuts the socket down both ways once the handler has
+    /// it, and expects the handler to be told.
+    static func expectShutdownSeen(_ held: HeldUntilClosed, path: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try withServer(handler: held.handler) { server in
             let c = try RawClient(port: server.port, timeout: 5)
-            c.send("GET /events HTTP/1.1\nHost: t\n\n")
-            usleep(150_000)
+            c.send("GET \(path) HTTP/1.1\nHost: t\n\n")
+            #expect(held.waitStarted(), sourceLocation: sourceLocation)
             shutdown(c.fd, Int32(SHUT_RDWR))
-            #expect(eventually { closed.get })
+            #expect(eventually { held.closed.get }, sourceLocation: sourceLocation)
         }
     }
 
     /// A client that closes its socket (or shuts down both ways) while its answer is computed still
     /// cancels it, though its FIN looks like a half-close.
     @Test func clientThatShutsDownBothWaysIsStillSeenGone() throws {
-        let closed = Locked(false)
-        let handler = ClosureHandler { _, response in
-            let sem = DispatchSemaphore(value: 0)
-            response.onClose { closed.withValue { $0 = true }; sem.signal() }
-            _ = sem.wait(timeout: .now() + 10)
-            response.finish()
-        }
-        try withServer(handler: handler) { server in
-            let c = try RawClient(port: server.port, timeout: 5)
-            c.send("GET /work HTTP/1.1\nHost: t\n\n")
-            usleep(100_000)
-            shutdown(c.fd, Int32(SHUT_RDWR))
-            #expect(eventually { closed.get })
-        }
+        try Self.expectShutdownSeen(HeldUntilClosed(), path: "/work")
     }
 
     @Test func slowReaderGetsTheWholeAnswerPastTheIdleTimeout() throws {

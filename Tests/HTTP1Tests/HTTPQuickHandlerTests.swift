@@ -104,9 +104,10 @@ struct HTTPQuickHandlerTests {
     }
 
     @Test func clientDisconnectFiresOnCloseOfAQuickResponseHandedOff() throws {
-        let closed = Locked(false)
+        let closed = Locked(false), started = DispatchSemaphore(value: 0)
         let handler = ClosureHandler(body: { _, response in
             response.onClose { closed.withValue { $0 = true } }
+            started.signal()
             // Never answered: only the disconnect ends it.
             DispatchQueue.global().asyncAfter(deadline: .now() + 5) { response.finish() }
         }, quick: { _ in true })
@@ -114,7 +115,7 @@ struct HTTPQuickHandlerTests {
             do {
                 let c = try RawClient(port: server.port, timeout: 5)
                 c.send("GET /hang HTTP/1.1\nHost: t\n\n")
-                usleep(100_000)
+                #expect(started.wait(timeout: .now() + 10 * testTimeScale) == .success)
             }
             #expect(eventually { closed.get })
             #expect(eventually { server.connectionCount == 0 })

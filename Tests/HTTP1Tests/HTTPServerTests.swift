@@ -277,20 +277,14 @@ struct HTTPServerTests {
             #expect(eventually { server.connectionCount == 0 })
         }
         // A handler blocked in a long computation (not writing) is told by onClose alone.
-        let blocked = Locked(false)
-        let slow = ClosureHandler { _, response in
-            let sem = DispatchSemaphore(value: 0)
-            response.onClose { blocked.withValue { $0 = true }; sem.signal() }
-            _ = sem.wait(timeout: .now() + 5)
-            response.finish()
-        }
-        try withServer(handler: slow) { server in
+        let held = HeldUntilClosed()
+        try withServer(handler: held.handler) { server in
             do {
                 let c = try RawClient(port: server.port, timeout: 5)
                 c.send("GET /work HTTP/1.1\nHost: t\n\n")
-                usleep(100_000)
+                #expect(held.waitStarted())
             }
-            #expect(eventually { blocked.get })
+            #expect(eventually { held.closed.get })
         }
     }
 

@@ -45,6 +45,36 @@ func withServer(limits: HTTPLimits = HTTPLimits(), tls: HTTPTLSConfiguration? = 
     try body(server)
 }
 
+/// A handler that holds each request until its client goes away: `closed` is set by `onClose`, and
+/// `started` is signalled once a request reached it (and `first` was written), which is what a test waits
+/// for before disconnecting instead of a sleep.
+final class HeldUntilClosed: Sendable {
+    let closed = Locked(false)
+    let started = DispatchSemaphore(value: 0)
+    let probe: [UInt8]?, first: String?
+
+    /// `probe`: the response's streaming probe; `first`: a part written before holding.
+    init(probe: [UInt8]? = nil, first: String? = nil) {
+        self.probe = probe
+        self.first = first
+    }
+
+    var handler: ClosureHandler {
+        ClosureHandler { _, response in
+            if let probe = self.probe { response.setStreamingProbe(probe) }
+            let sem = DispatchSemaphore(value: 0)
+            response.onClose { self.closed.withValue { $0 = true }; sem.signal() }
+            if let first = self.first { try? response.write(first) }
+            self.started.signal()
+            _ = sem.wait(timeout: .now() + 10)
+            response.finish()
+        }
+    }
+
+    /// Waits until a request reached the handler.
+    func waitStarted() -> Bool { started.wait(timeout: .now() + 10 * testTimeScale) == .success }
+}
+
 /// A thread-safe box for values shared with handlers.
 final class Locked<Value>: @unchecked Sendable {
     private let lock = NSLock()

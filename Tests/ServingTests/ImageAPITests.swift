@@ -215,7 +215,8 @@ import Wuerstchen
         }
     }
 
-    /// Every field's type and range errors: status 400 and `param` naming the field.
+    /// Every field's type and range errors: status 400 and `param` naming the field. (A table of cases: its
+    /// rows are alike by design.)
     @Test(arguments: [
         (#"{"width": 128}"#, "prompt"),
         (#"{"prompt": 5}"#, "prompt"),

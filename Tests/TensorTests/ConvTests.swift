@@ -31,6 +31,8 @@ import Tensor
         ("conv4x4s2p1", 2, 1), ("conv4x4s2p1_even", 2, 1), ("conv3x3s1p1", 1, 1), ("conv3x3s2p1", 2, 1),
         ("conv1x1s2", 2, 0),
     ])
+    // conv2d, depthwise and convTranspose2d are deliberate parallels: the same parity check per op
+    // (llama.cpp's test-backend-ops style), each with its op's constructor and tolerance.
     func conv2d(name: String, stride: Int, padding: Int) throws {
         let t = try tensors(name)
         let conv = Conv2d(weight: t.weight!, bias: t.bias, stride: stride, padding: padding)

@@ -21,4 +21,16 @@ public struct Fixtures: Sendable {
     public func load(_ name: String) throws -> SafeTensorsFile {
         try SafeTensorsFile(url: url(name + ".safetensors"))
     }
+
+    /// `Fixtures/<name>`: a published checkpoint's tensor names and shapes, one `name<TAB>[d0, d1, ...]` line
+    /// each (written from the real files' headers).
+    public func tensorShapes(_ name: String) throws -> [String: [Int]] {
+        let tsv = try String(contentsOf: url(name), encoding: .utf8)
+        var shapes: [String: [Int]] = [:]
+        for line in tsv.split(separator: "\n") where !line.isEmpty {
+            let cols = line.split(separator: "\t")
+            shapes[String(cols[0])] = cols[1].dropFirst().dropLast().split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! }
+        }
+        return shapes
+    }
 }

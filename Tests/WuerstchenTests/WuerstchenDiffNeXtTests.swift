@@ -73,13 +73,7 @@ import Tensor
     }
 
     @Test func realConfigDeclaresThePublishedTensors() throws {
-        let tsv = try String(contentsOf: try Fixture.url("diffnext-real-decoder-tensors.tsv"), encoding: .utf8)
-        var expected: [String: [Int]] = [:]
-        for line in tsv.split(separator: "\n") where !line.isEmpty {
-            let cols = line.split(separator: "\t")
-            let dims = cols[1].dropFirst().dropLast().split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! }
-            expected[String(cols[0])] = dims
-        }
+        let expected = try Fixture.tensorShapes("diffnext-real-decoder-tensors.tsv")
         let specs = WuerstchenDiffNeXt.parameters(.wuerstchenV2)
         let declared = Dictionary(specs.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
         #expect(declared.count == specs.count, "duplicate parameter names")
