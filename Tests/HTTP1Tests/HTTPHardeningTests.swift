@@ -87,10 +87,16 @@ struct HTTPHardeningTests {
         try withServer(handler: handler) { server in
             let c = try RawClient(port: server.port, timeout: 10)
             c.send("GET /stream HTTP/1.1\nHost: t\n\n")
-            usleep(150_000)  // the head and "one " are sent
+            // Half-close once the head and "one " have arrived (read, not slept for).
+            let (status, _) = try c.readHead()
+            var text = try c.readChunk()
             shutdown(c.fd, Int32(SHUT_WR))
-            let r = try c.readResponse()
-            #expect(r.status == 200 && r.text == "one two three")
+            while true {
+                let chunk = try c.readChunk()
+                if chunk.isEmpty { break }
+                text += chunk
+            }
+            #expect(status == 200 && String(decoding: text, as: UTF8.self) == "one two three")
             #expect(c.isClosedByServer())
         }
     }
@@ -143,19 +149,21 @@ struct HTTPHardeningTests {
 
     @Test func drainLetsADownloadInProgressFinish() throws {
         let size = 16 << 20
+        let answered = Locked(false)
         let handler = ClosureHandler { _, response in
             response.respond(status: 200, body: [UInt8](repeating: 0x42, count: size))
+            answered.withValue { $0 = true }
         }
         let server = HTTPServer(configuration: HTTPServerConfiguration(port: 0), handler: handler)
         try server.start()
         let c = try RawClient(port: server.port, timeout: 10)
         c.send("GET /download HTTP/1.1\nHost: t\n\n")
         c.fill(max: 16 * 1024)
-        // Wait until the handler finished (its answer queued, mostly unsent) before draining.
-        usleep(200_000)
+        // Drain once the handler has finished (its answer queued, mostly unsent); whether the drain leaves
+        // an answer being written alone is HTTPConnectionStateMachineTests' drainFinishesAnAnswerStillBeingWritten.
+        #expect(eventually { answered.get })
         let done = Locked(false)
         server.shutdown(deadline: 30) { done.withValue { $0 = true } }
-        usleep(200_000)
         let r = try c.readResponse()
         #expect(r.body.count == size)
         #expect(eventually { done.get })
