@@ -89,22 +89,26 @@ let package = Package(
                 "Tensor", "SafeTensors", "CLIP", "Wuerstchen", "Imaging", "Serving", "JSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // What the test targets share (fixtures, expectClose, SplitMix, the raw socket client, eventually,
+        // the executable lookup); in no product, so never linked into the service.
+        .target(
+            name: "TestSupport", dependencies: ["Tensor", "SafeTensors", "HTTP1", "JSON"], path: "Tests/TestSupport"),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(
-            name: "TensorTests", dependencies: ["Tensor", "SafeTensors"],
+            name: "TensorTests", dependencies: ["Tensor", "SafeTensors", "TestSupport"],
             resources: [.copy("Fixtures")], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(
-            name: "CLIPTests", dependencies: ["CLIP", "Tensor", "SafeTensors"],
+            name: "CLIPTests", dependencies: ["CLIP", "Tensor", "SafeTensors", "TestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(
-            name: "WuerstchenTests", dependencies: ["Wuerstchen", "CLIP", "Tensor", "SafeTensors"],
+            name: "WuerstchenTests", dependencies: ["Wuerstchen", "CLIP", "Tensor", "SafeTensors", "TestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
-        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
-        .testTarget(name: "ServingTests", dependencies: ["Serving", "HTTP1", "Wuerstchen", "Imaging", "Tensor", "JSON"]),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "TestSupport"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "HTTP1", "Wuerstchen", "Imaging", "Tensor", "JSON", "TestSupport"]),
         // Runs the built `wuerstchen` executable (the test script builds every product first).
-        .testTarget(name: "CLITests", dependencies: ["Imaging", "SafeTensors", "Tensor"]),
+        .testTarget(name: "CLITests", dependencies: ["Imaging", "SafeTensors", "Tensor", "TestSupport"]),
         .testTarget(
-            name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensor", "JSON"]),
+            name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensor", "JSON", "TestSupport"]),
     ]
 )

@@ -28,6 +28,17 @@ static void on_error_exit(j_common_ptr cinfo) {
 
 static void on_output_message(j_common_ptr cinfo) { (void)cinfo; }
 
+// The error manager both directions install: fatal errors longjmp to `jerr->jump` (set by the caller,
+// as setjmp must run in the frame it returns to) with the message in `error`; warnings are dropped.
+static struct jpeg_error_mgr *wjpeg_errors(struct wjpeg_error *jerr, char *error, size_t error_size) {
+    struct jpeg_error_mgr *base = jpeg_std_error(&jerr->base);
+    jerr->base.error_exit = on_error_exit;
+    jerr->base.output_message = on_output_message;
+    jerr->message = error;
+    jerr->message_size = error_size;
+    return base;
+}
+
 struct wjpeg_destination {
     struct jpeg_destination_mgr base;
     wjpeg_write_fn write;
@@ -75,11 +86,7 @@ int wjpeg_encode_rgb8(const uint8_t *rgb, int width, int height, size_t row_stri
         return 1;
     }
     memset(&cinfo, 0, sizeof cinfo);
-    cinfo.err = jpeg_std_error(&jerr.base);
-    jerr.base.error_exit = on_error_exit;
-    jerr.base.output_message = on_output_message;
-    jerr.message = error;
-    jerr.message_size = error_size;
+    cinfo.err = wjpeg_errors(&jerr, error, error_size);
     if (setjmp(jerr.jump)) {
         jpeg_destroy_compress(&cinfo);
         free(dest);
@@ -130,11 +137,7 @@ int wjpeg_decode_rgb8(const uint8_t *data, size_t size, uint8_t **rgb, int *widt
     if (error && error_size) error[0] = 0;
     if (rgb) *rgb = NULL;
     memset(&cinfo, 0, sizeof cinfo);
-    cinfo.err = jpeg_std_error(&jerr.base);
-    jerr.base.error_exit = on_error_exit;
-    jerr.base.output_message = on_output_message;
-    jerr.message = error;
-    jerr.message_size = error_size;
+    cinfo.err = wjpeg_errors(&jerr, error, error_size);
     if (setjmp(jerr.jump)) {
         jpeg_destroy_decompress(&cinfo);
         free(buffer);

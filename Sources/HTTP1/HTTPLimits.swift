@@ -1,5 +1,6 @@
 /// Bounds on what one client may send and how long it may take, so that no client can exhaust the
 /// server's memory, descriptors or workers (the limits nginx and swift-nio apply, with their names).
+/// Documented fields with their defaults, alike in shape to `ServerConfiguration`'s by design (no shared code).
 public struct HTTPLimits: Sendable, Equatable {
     /// Longest request line (method, target, version) in bytes; longer answers 414.
     public var maxRequestLineBytes = 8 * 1024

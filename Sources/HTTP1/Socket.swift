@@ -80,6 +80,7 @@ enum Socket {
         case AF_INET:
             return withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) } }
         case AF_INET6:
+            // A deliberate parallel of the AF_INET case: the other address family's struct and its [brackets].
             return withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) } }
         default:
             return 0

@@ -10,7 +10,7 @@ import Foundation
 /// | webp | 100: lossless (exact pixels); 0-99: lossy at libwebp quality c | 100 (lossless), OpenAI's default |
 ///
 /// OpenAI has no lossless switch: 100, its default, is the one value that keeps every pixel in WebP.
-public struct ImageEncoder: Sendable, Equatable {
+public struct ImageEncoder: StreamingImageEncoder, Sendable, Equatable {
     /// The file format.
     public var format: ImageFormat
     /// `output_compression` 0-100, nil for the default in the table above.
@@ -52,15 +52,5 @@ public struct ImageEncoder: Sendable, Equatable {
             let encoder = c == 100 ? WebPEncoder(lossless: true) : WebPEncoder(lossless: false, quality: c)
             try encoder.encode(rgb: rgb, width: width, height: height, metadata: metadata, sink: sink)
         }
-    }
-
-    /// The whole file.
-    public func encode(rgb: [UInt8], width: Int, height: Int, metadata: ImageMetadata? = nil) throws -> Data {
-        var data = Data()
-        try encode(rgb: rgb, width: width, height: height, metadata: metadata) { chunk in
-            data.append(contentsOf: chunk)
-            return true
-        }
-        return data
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 /// 8-bit RGB JPEG encoding through libjpeg-turbo (baseline, Huffman tables optimised by libjpeg's
 /// defaults), handing bytes to a sink in pieces of at most 64 KiB as scanlines are compressed, so a
 /// response streams while the image is encoded.
-public struct JPEGEncoder: Sendable {
+public struct JPEGEncoder: StreamingImageEncoder, Sendable {
     /// libjpeg's quality, 1 (smallest) ... 100 (`jpeg_set_quality` with baseline tables).
     public var quality: Int
 
@@ -38,6 +38,8 @@ public struct JPEGEncoder: Sendable {
             throw ImagingError("JPEG cannot hold a \(width)x\(height) image (at most 65500 pixels a side)")
         }
         let segments = try metadata.map { m throws(ImagingError) in try Self.segments(m) } ?? []
+        // The sink-through-a-context-pointer call is alike to PNGEncoder's and WebPEncoder's by design:
+        // each library's own C entry point and option list.
         try withoutActuallyEscaping(sink) { sink in
             var box = sink
             var error = [CChar](repeating: 0, count: 256)

@@ -1,14 +1,9 @@
 import CPNG
 import Foundation
 
-/// A PNG encoding failure (from libpng, or the sink stopping).
-public struct PNGError: Error, CustomStringConvertible, Equatable {
-    public let description: String
-}
-
 /// 8-bit RGB PNG encoding through libpng, handing bytes to a sink as rows are compressed, so a
 /// response can stream the image while it is being encoded.
-public struct PNGEncoder: Sendable {
+public struct PNGEncoder: StreamingImageEncoder, Sendable {
     /// zlib level 0 (store) ... 9 (smallest); 6 is libpng's default.
     public var compressionLevel: Int
 
@@ -84,16 +79,5 @@ public struct PNGEncoder: Sendable {
             }
         }
         return nest(0, [])
-    }
-
-    /// The whole PNG file of `rgb` (`height` rows of `width * 3` bytes; `Tensor.pixelBytes()` makes them
-    /// from pixels in [0, 1]), `metadata` in text chunks.
-    public func encode(rgb: [UInt8], width: Int, height: Int, metadata: ImageMetadata? = nil) throws -> Data {
-        var data = Data()
-        try encode(rgb: rgb, width: width, height: height, metadata: metadata) { chunk in
-            data.append(contentsOf: chunk)
-            return true
-        }
-        return data
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 /// 8-bit RGB WebP encoding through libwebp: lossless (VP8L, every pixel exact) or lossy (VP8) at a quality,
 /// with the metadata in EXIF and XMP chunks (libwebpmux). libwebp hands out the file only when the whole
 /// image is compressed, so the sink gets it then, in pieces of 64 KiB.
-public struct WebPEncoder: Sendable {
+public struct WebPEncoder: StreamingImageEncoder, Sendable {
     /// Lossless (VP8L) when true; `quality` then sets the effort, 0 (fastest) ... 100 (smallest), as libwebp reads it.
     public var lossless: Bool
     /// libwebp's quality 0 (smallest) ... 100.

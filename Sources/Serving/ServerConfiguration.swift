@@ -3,7 +3,8 @@ import HTTP1
 /// Everything `wuerstchen serve` can be told, with the defaults of `Config/server.json`.
 /// Field names are the JSON keys (snake_case); `WUERSTCHEN_<KEY>` environment variables override the
 /// file (nested keys joined by `_`: `WUERSTCHEN_LIMITS_MAX_BODY_BYTES`, `WUERSTCHEN_TLS_CERTIFICATE`),
-/// and command-line flags override both (see `ServerConfiguration+Loading.swift`).
+/// and command-line flags override both (see `ServerConfiguration+Loading.swift`). Documented fields with
+/// their defaults, alike in shape to `HTTPLimits`' by design (no shared code).
 public struct ServerConfiguration: Sendable, Equatable {
     /// `host`: numeric address to bind (`127.0.0.1`, `0.0.0.0`, `::`).
     public var host = "127.0.0.1"

@@ -227,7 +227,8 @@ public final class TorchGenerator {
         return r
     }
 
-    /// `_mm256_cvtepi32_ps`, as an element loop that compiles to `vcvtdq2ps` (`V(_:)` did not).
+    /// `_mm256_cvtepi32_ps`, as an element loop that compiles to `vcvtdq2ps` (`V(_:)` did not). The lane
+    /// loops here are deliberate parallels: one per intrinsic, each written to compile to its instruction.
     @inline(__always)
     private static func float(_ v: VI) -> V {
         var r = V()

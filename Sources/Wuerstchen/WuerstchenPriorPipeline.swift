@@ -31,7 +31,8 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
     /// `resolution_multiple` (42.67): pixels per prior latent.
     public let resolutionMultiple: Double
 
-    /// A pipeline over loaded components.
+    /// A pipeline over loaded components. (Alike in shape to `WuerstchenDecoderPipeline`'s init by design:
+    /// each stage's own components, as diffusers' two pipeline classes.)
     public init(
         tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, prior: WuerstchenPrior,
         scheduler: DDPMWuerstchenScheduler = DDPMWuerstchenScheduler(),

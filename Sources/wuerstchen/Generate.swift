@@ -13,6 +13,7 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
+    // One declaration per flag, optional where `--from` may give the value: alike in shape by design.
     @Option(help: "Text to draw (required unless --from gives it).")
     var prompt: String?
 

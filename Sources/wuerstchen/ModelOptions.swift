@@ -4,6 +4,7 @@ import Wuerstchen
 
 /// Options shared by the commands that run the models.
 struct ModelOptions: ParsableArguments {
+    // Declarations alike in shape to the commands' own options by design (ArgumentParser's form).
     @Option(help: "Prior pipeline folder (warp-ai/wuerstchen-prior layout, diffusers or PaddlePaddle). Omit both folders for the embedded demo model.")
     var prior: String?
 

@@ -6,16 +6,9 @@ import Tensor
 
 /// Parity with transformers' CLIPTextModel on small random models (scripts/fixtures/clip_text_model.py).
 @Suite struct CLIPTextModelTests {
-    static func fixture(_ name: String) throws -> URL {
-        guard let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures") else {
-            throw CLIPModelError(description: "fixture Fixtures/\(name) missing from the test bundle")
-        }
-        return url
-    }
-
     @Test(arguments: ["clip-text-gelu", "clip-text-quick_gelu"])
     func matchesTransformers(_ name: String) throws {
-        let folder = try Self.fixture(name)
+        let folder = try Fixture.url(name)
         let model = try CLIPTextModel(folder: folder)
         let io = try SafeTensorsFile(url: folder.appendingPathComponent("io.safetensors"))
         let ids = try io.tensor("input_ids"), mask = try io.tensor("attention_mask")
@@ -43,13 +36,7 @@ import Tensor
     /// transformers 4.x wrote them, `position_ids` being the one int64 buffer the loader skips).
     @Test(arguments: [("bigG", CLIPTextConfig.bigG), ("H", CLIPTextConfig.vitH)])
     func realConfigurationsDeclarePublishedTensors(_ name: String, _ config: CLIPTextConfig) throws {
-        let tsv = try String(contentsOf: Self.fixture("real-clip-\(name)-tensors.tsv"), encoding: .utf8)
-        var published: [String: [Int]] = [:]
-        for line in tsv.split(separator: "\n") {
-            let cols = line.split(separator: "\t")
-            let shape = cols[1].dropFirst().dropLast().split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! }
-            published[String(cols[0])] = shape
-        }
+        var published = try Fixture.tensorShapes("real-clip-\(name)-tensors.tsv")
         #expect(published.removeValue(forKey: "text_model.embeddings.position_ids") == [1, 77])
         var declared: [String: [Int]] = [:]
         for p in CLIPTextModel.parameters(config) { declared["text_model." + p.name] = p.shape }
@@ -61,7 +48,7 @@ import Tensor
     }
 
     @Test func rejectsBadInputs() throws {
-        let model = try CLIPTextModel(folder: Self.fixture("clip-text-gelu"))
+        let model = try CLIPTextModel(folder: Fixture.url("clip-text-gelu"))
         #expect(throws: CLIPModelError.self) { try model(ids: [[1, 5000]]) }
         #expect(throws: CLIPModelError.self) { try model(ids: [[1, 2], [3]]) }
         #expect(throws: CLIPModelError.self) { try model(ids: [Array(repeating: 1, count: 78)]) }

@@ -56,7 +56,7 @@ struct TokenizerCorpusTests {
             try fm.copyItem(at: TokenizerFixtures.embeddedFile(name), to: dir.appendingPathComponent(name))
         }
         try fm.copyItem(
-            at: TokenizerFixtures.url("tokenizer-published-config.json"), to: dir.appendingPathComponent("tokenizer_config.json"))
+            at: Fixture.url("tokenizer-published-config.json"), to: dir.appendingPathComponent("tokenizer_config.json"))
         let tokenizer = try CLIPTokenizer(directory: dir)
         check(tokenizer, try TokenizerFixtures.corpus("published_config_corpus"), "published config")
     }

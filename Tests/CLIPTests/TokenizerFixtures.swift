@@ -1,5 +1,10 @@
 import CLIP
 import Foundation
+// Every file of the target sees the shared helpers (fixtures).
+@_exported import TestSupport
+
+/// The target's `Fixtures` folder (tokenizer files and small CLIP text models).
+let Fixture = Fixtures(bundle: .module)
 
 /// The tokenizer fixtures written by `scripts/fixtures/tokenizer.py` (transformers 5.24, tokenizers 0.23).
 enum TokenizerFixtures {
@@ -12,17 +17,10 @@ enum TokenizerFixtures {
         var truncated: Bool
     }
 
-    static func url(_ name: String) throws -> URL {
-        guard let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures") else {
-            throw CLIPTokenizerError(file: "Fixtures/\(name)", reason: "fixture missing from the test bundle")
-        }
-        return url
-    }
-
     /// The corpus (`corpus`: plain vocabulary files) or the prompts run with a published-style
     /// `tokenizer_config.json` (`published_config_corpus`).
     static func corpus(_ key: String = "corpus") throws -> [Entry] {
-        let data = try Data(contentsOf: url("tokenizer-corpus.json"))
+        let data = try Data(contentsOf: Fixture.url("tokenizer-corpus.json"))
         let root = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         return (root[key] as! [[String: Any]]).map { e in
             Entry(
@@ -50,7 +48,7 @@ enum TokenizerFixtures {
     /// skeleton (pipeline, added tokens, post-processor) refilled with `vocab.json` and `merges.txt`
     /// (merges as "a b" strings, or as ["a", "b"] pairs when `pairMerges`).
     static func tokenizerJSONDirectory(pairMerges: Bool) throws -> URL {
-        var root = try JSONSerialization.jsonObject(with: Data(contentsOf: url("tokenizer-skeleton.json"))) as! [String: Any]
+        var root = try JSONSerialization.jsonObject(with: Data(contentsOf: Fixture.url("tokenizer-skeleton.json"))) as! [String: Any]
         var model = root["model"] as! [String: Any]
         model["vocab"] = try JSONSerialization.jsonObject(with: Data(contentsOf: embeddedFile("vocab.json")))
         let lines = try String(contentsOf: embeddedFile("merges.txt"), encoding: .utf8)

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// Pieces of the tokenizer on their own: the normalizer's lowercasing, the API's padding and truncation,
-/// error messages for malformed files, and speed.
+/// error messages for malformed files, and speed (a benchmark, `WUERSTCHEN_BENCH=1`).
 @Suite("CLIP tokenizer")
 struct TokenizerTests {
     func scalars(_ s: String) -> [UInt32] { s.unicodeScalars.map(\.value) }
@@ -95,7 +95,7 @@ struct TokenizerTests {
         try FileManager.default.removeItem(at: dir.appendingPathComponent("tokenizer_config.json"))
 
         let json = dir.appendingPathComponent("tokenizer.json")
-        let skeleton = try String(contentsOf: TokenizerFixtures.url("tokenizer-skeleton.json"), encoding: .utf8)
+        let skeleton = try String(contentsOf: Fixture.url("tokenizer-skeleton.json"), encoding: .utf8)
         try Data(skeleton.replacingOccurrences(of: #""type": "Lowercase""#, with: #""type": "Strip""#).utf8).write(to: json)
         expectError({ _ = try CLIPTokenizer(directory: dir) }, contains: ["tokenizer.json", "normalizer"])
         try Data(skeleton.replacingOccurrences(of: #""type": "BPE""#, with: #""type": "WordPiece""#).utf8).write(to: json)
@@ -106,7 +106,9 @@ struct TokenizerTests {
         expectError({ _ = try CLIPTokenizer(directory: dir.appendingPathComponent("missing")) }, contains: ["no tokenizer.json"])
     }
 
-    @Test("speed: a 77-token prompt encodes well under a millisecond (release)")
+    /// A benchmark, not a unit test (no wall-clock bound on a shared machine): prints the best of 20
+    /// batches of 100 encodes of a 77-token prompt (in release, well under a millisecond each).
+    @Test("speed: a 77-token prompt's encode time (release)", .benchmark)
     func speed() throws {
         let loadStart = ContinuousClock.now
         let tokenizer = try CLIPTokenizer.embedded
@@ -128,8 +130,5 @@ struct TokenizerTests {
             perPrompt = min(perPrompt, micros)
         }
         print("encode: \(first.untruncatedCount) tokens, \(String(format: "%.1f", perPrompt)) µs per prompt (checksum \(checksum))")
-        #if !DEBUG
-        #expect(perPrompt < 500, "encoding took \(perPrompt) µs per prompt")
-        #endif
     }
 }

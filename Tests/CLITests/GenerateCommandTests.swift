@@ -2,27 +2,15 @@ import Foundation
 import Imaging
 import SafeTensors
 import Testing
+import TestSupport
 import Tensor
 
 /// `wuerstchen generate` and `tokenize` as a user runs them: the built executable in a subprocess.
 @Suite struct GenerateCommandTests {
-    /// The `wuerstchen` executable next to the test bundle (both are products of the same build).
-    static func executable() throws -> URL {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<3 {
-            let candidate = dir.appendingPathComponent("wuerstchen")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        throw CLIError(message: "wuerstchen executable not found near \(CommandLine.arguments[0]); build the package first")
-    }
-
-    struct CLIError: Error { let message: String }
-
     /// Runs the executable; returns (status, stdout, stderr).
     static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String, String) {
         let p = Process()
-        p.executableURL = try executable()
+        p.executableURL = try productExecutable()
         p.arguments = arguments
         if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe()

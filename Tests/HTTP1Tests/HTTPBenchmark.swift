@@ -5,10 +5,10 @@ import Glibc
 #endif
 @testable import HTTP1
 
-/// `wrk` against a `GET /healthz` handler (not a CI test: run with HTTP1_BENCH=1 in release,
+/// `wrk` against a `GET /healthz` handler (not a CI test: run with WUERSTCHEN_BENCH=1 in release,
 /// `swift test -c release -Xswiftc -enable-testing --filter HTTPBenchmark`;
 /// HTTP1_BENCH_QUEUED=1 measures the handler-queue path instead of the inline one).
-@Suite("HTTPBenchmark", .enabled(if: ProcessInfo.processInfo.environment["HTTP1_BENCH"] == "1"))
+@Suite("HTTPBenchmark", .benchmark)
 struct HTTPBenchmark {
     static func cpuSeconds() -> Double {
         var usage = rusage()

@@ -18,7 +18,7 @@ struct HTTPEventLoopTests {
     func concurrentKeepAliveConnectionsAreServedOnTheConfiguredLoops(eventLoops: Int) throws {
         try withServer(eventLoops: eventLoops, handler: Self.threadHandler) { server in
             #expect(server.eventLoops.count == eventLoops)
-            let clients = try (0..<(2 * eventLoops + 1)).map { _ in try TestClient(port: server.port) }
+            let clients = try (0..<(2 * eventLoops + 1)).map { _ in try RawClient(port: server.port, timeout: 5) }
             var threads = [Set<String>](repeating: [], count: clients.count)
             for _ in 0..<5 {
                 // Every connection's request in flight at once, then the answers.
@@ -52,7 +52,7 @@ struct HTTPEventLoopTests {
         for eventLoops in [1, 3] {
             let server = HTTPServer(configuration: HTTPServerConfiguration(port: 0, eventLoops: eventLoops), handler: Self.threadHandler)
             try server.start()
-            let clients = try (0..<eventLoops).map { _ in try TestClient(port: server.port) }
+            let clients = try (0..<eventLoops).map { _ in try RawClient(port: server.port, timeout: 5) }
             let threads = try clients.map { try $0.request("GET /thread HTTP/1.1\nHost: t\n\n").text }
             #expect(Set(threads).count == eventLoops)
             #expect(threads.allSatisfy { FileManager.default.fileExists(atPath: "/proc/\($0)") })
@@ -89,13 +89,13 @@ struct HTTPEventLoopTests {
     }
 
     @Test func aServerDroppedWithoutShutdownClosesItsConnectionsAndStopsItsLoops() throws {
-        var clients: [TestClient] = []
+        var clients: [RawClient] = []
         var threads: [String] = []
         var descriptors: [LoopDescriptors] = []
         do {
             let server = HTTPServer(configuration: HTTPServerConfiguration(port: 0, eventLoops: 2), handler: Self.threadHandler)
             try server.start()
-            clients = try (0..<2).map { _ in try TestClient(port: server.port) }
+            clients = try (0..<2).map { _ in try RawClient(port: server.port, timeout: 5) }
             threads = try clients.map { try $0.request("GET /thread HTTP/1.1\nHost: t\n\n").text }
             descriptors = server.eventLoops.map(LoopDescriptors.init)
         }

@@ -18,7 +18,7 @@ struct HTTPHardeningTests {
     }
 
     /// Reads the final response, skipping interim (1xx) ones.
-    static func finalResponse(_ c: TestClient) throws -> TestResponse {
+    static func finalResponse(_ c: RawClient) throws -> Response {
         while true {
             let r = try c.readResponse()
             if r.status >= 200 { return r }
@@ -29,7 +29,7 @@ struct HTTPHardeningTests {
         var limits = HTTPLimits()
         limits.headerTimeout = 0.3
         try withServer(limits: limits, handler: Self.slow(1.0)) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             c.send("POST /gen HTTP/1.1\nHost: t\nContent-Length: 2\n\nok\n")
             let r = try c.readResponse()
             #expect(r.status == 200 && r.text == "done /gen")
@@ -50,7 +50,7 @@ struct HTTPHardeningTests {
             }
         }
         try withServer(limits: limits, handler: handler) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             // A locked receive buffer: the kernel holds little of the answer, most stays queued in the server.
             var window: Int32 = 64 * 1024
             setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &window, socklen_t(MemoryLayout<Int32>.size))
@@ -65,7 +65,7 @@ struct HTTPHardeningTests {
 
     @Test func halfClosedClientGetsTheWholeAnswer() throws {
         try withServer(handler: Self.slow(0.4)) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             c.send("GET /1 HTTP/1.1\nHost: t\n\nGET /2 HTTP/1.1\nHost: t\n\n")
             shutdown(c.fd, Int32(SHUT_WR))  // `nc -N`
             #expect(try Self.finalResponse(c).text == "done /1")
@@ -85,12 +85,18 @@ struct HTTPHardeningTests {
             response.finish()
         }
         try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             c.send("GET /stream HTTP/1.1\nHost: t\n\n")
-            usleep(150_000)  // the head and "one " are sent
+            // Half-close once the head and "one " have arrived (read, not slept for).
+            let (status, _) = try c.readHead()
+            var text = try c.readChunk()
             shutdown(c.fd, Int32(SHUT_WR))
-            let r = try c.readResponse()
-            #expect(r.status == 200 && r.text == "one two three")
+            while true {
+                let chunk = try c.readChunk()
+                if chunk.isEmpty { break }
+                text += chunk
+            }
+            #expect(status == 200 && String(decoding: text, as: UTF8.self) == "one two three")
             #expect(c.isClosedByServer())
         }
     }
@@ -98,41 +104,25 @@ struct HTTPHardeningTests {
     /// A streaming answer with a streaming probe, waiting for its next write, learns that a client which
     /// half-closed then went away is gone (the probe chunk is answered with a reset).
     @Test func streamingProbeTellsAClientThatWentAway() throws {
-        let closed = Locked(false)
-        let handler = ClosureHandler { _, response in
-            response.setStreamingProbe(Array(":\n\n".utf8))
-            let sem = DispatchSemaphore(value: 0)
-            response.onClose { closed.withValue { $0 = true }; sem.signal() }
-            try? response.write("event: queued\ndata: {}\n\n")
-            _ = sem.wait(timeout: .now() + 10)
-            response.finish()
-        }
-        try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port)
-            c.send("GET /events HTTP/1.1\nHost: t\n\n")
-            usleep(150_000)
+        try Self.expectShutdownSeen(HeldUntilClosed(probe: Array(":\n\n".utf8), first: "event: queued\ndata: {}\n\n"), path: "/events")
+    }
+
+    /// Sends `GET path` to a handler that holds it, shuts the socket down both ways once the handler has
+    /// it, and expects the handler to be told.
+    static func expectShutdownSeen(_ held: HeldUntilClosed, path: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try withServer(handler: held.handler) { server in
+            let c = try RawClient(port: server.port, timeout: 5)
+            c.send("GET \(path) HTTP/1.1\nHost: t\n\n")
+            #expect(held.waitStarted(), sourceLocation: sourceLocation)
             shutdown(c.fd, Int32(SHUT_RDWR))
-            #expect(eventually { closed.get })
+            #expect(eventually { held.closed.get }, sourceLocation: sourceLocation)
         }
     }
 
     /// A client that closes its socket (or shuts down both ways) while its answer is computed still
     /// cancels it, though its FIN looks like a half-close.
     @Test func clientThatShutsDownBothWaysIsStillSeenGone() throws {
-        let closed = Locked(false)
-        let handler = ClosureHandler { _, response in
-            let sem = DispatchSemaphore(value: 0)
-            response.onClose { closed.withValue { $0 = true }; sem.signal() }
-            _ = sem.wait(timeout: .now() + 10)
-            response.finish()
-        }
-        try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port)
-            c.send("GET /work HTTP/1.1\nHost: t\n\n")
-            usleep(100_000)
-            shutdown(c.fd, Int32(SHUT_RDWR))
-            #expect(eventually { closed.get })
-        }
+        try Self.expectShutdownSeen(HeldUntilClosed(), path: "/work")
     }
 
     @Test func slowReaderGetsTheWholeAnswerPastTheIdleTimeout() throws {
@@ -144,7 +134,7 @@ struct HTTPHardeningTests {
             response.respond(status: 200, body: [UInt8](repeating: 0x41, count: size))
         }
         try withServer(limits: limits, handler: handler) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             c.send("GET /big HTTP/1.1\nHost: t\n\n")
             var received = 0
             while received < size / 2 {  // well over a second at this pace
@@ -159,19 +149,21 @@ struct HTTPHardeningTests {
 
     @Test func drainLetsADownloadInProgressFinish() throws {
         let size = 16 << 20
+        let answered = Locked(false)
         let handler = ClosureHandler { _, response in
             response.respond(status: 200, body: [UInt8](repeating: 0x42, count: size))
+            answered.withValue { $0 = true }
         }
         let server = HTTPServer(configuration: HTTPServerConfiguration(port: 0), handler: handler)
         try server.start()
-        let c = try TestClient(port: server.port, timeout: 10)
+        let c = try RawClient(port: server.port, timeout: 10)
         c.send("GET /download HTTP/1.1\nHost: t\n\n")
         c.fill(max: 16 * 1024)
-        // Wait until the handler finished (its answer queued, mostly unsent) before draining.
-        usleep(200_000)
+        // Drain once the handler has finished (its answer queued, mostly unsent); whether the drain leaves
+        // an answer being written alone is HTTPConnectionStateMachineTests' drainFinishesAnAnswerStillBeingWritten.
+        #expect(eventually { answered.get })
         let done = Locked(false)
         server.shutdown(deadline: 30) { done.withValue { $0 = true } }
-        usleep(200_000)
         let r = try c.readResponse()
         #expect(r.body.count == size)
         #expect(eventually { done.get })
@@ -190,7 +182,7 @@ struct HTTPHardeningTests {
             response.respond(status: 200, body: [UInt8](repeating: 0x45, count: size))
         }
         try withServer(limits: limits, handler: handler) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             c.send("GET /last HTTP/1.1\nHost: t\n\n")
             // Read until the server has handed the whole answer to the kernel (it closes then).
             while writer.get.map({ $0.queuedBytes > 0 }) ?? true {
@@ -217,7 +209,7 @@ struct HTTPHardeningTests {
             response.respond(status: 200, body: Array(request.path.utf8) + [UInt8](repeating: 0x43, count: piece))
         }
         try withServer(limits: limits, handler: handler) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             // A small locked window: the kernel takes little of the answers (64 KB, not less: loopback's
             // segments are 64 KB, and a smaller window slows TCP to zero-window probes).
             var small: Int32 = 64 * 1024

@@ -23,7 +23,7 @@ import Testing
         var zeroMark = HTTPLimits()
         zeroMark.writeHighWaterMark = 0  // every answer written out before the next request is read
         try withServer(limits: zeroMark) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             c.send("GET /1 HTTP/1.1\nHost: t\n\nGET /2 HTTP/1.1\nHost: t\n\n")
             #expect(try c.readResponse().text == "GET /1 ")
             #expect(try c.readResponse().text == "GET /2 ")

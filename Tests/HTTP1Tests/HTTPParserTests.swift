@@ -2,9 +2,6 @@ import Foundation
 import Testing
 @testable import HTTP1
 
-/// Bytes of a request written with `\n` for line ends (turned into CRLF).
-func crlf(_ s: String) -> [UInt8] { Array(s.replacingOccurrences(of: "\n", with: "\r\n").utf8) }
-
 /// Events with consecutive body parts merged, so results of different splits compare equal.
 func normalized(_ events: [HTTPParserEvent]) -> [HTTPParserEvent] {
     var out: [HTTPParserEvent] = []
@@ -294,7 +291,7 @@ struct HTTPParserTests {
     // MARK: - Fuzz
 
     @Test func fuzzNeverCrashesAndAlwaysConcludes() {
-        var rng = SplitMix64(seed: 0x5eed_1234)
+        var rng = SplitMix(seed: 0x5eed_1234)
         let seeds = Self.splitCases.map(\.1) + [crlf("GET / HTTP/1.0\n\n"), crlf("OPTIONS * HTTP/1.1\nHost: h\n\n")]
         let alphabet = Array("\r\n :;,0123456789abcdefABCDEF\t%/?*-HTTP/1.1chunkedContent-LengthTransfer-Encoding".utf8) + [0, 0x7f, 0xff, 0x80]
         var limits = HTTPLimits()
@@ -350,18 +347,5 @@ struct HTTPParserTests {
         }
         print("fuzz: \(outcomes[0]) complete, \(outcomes[1]) errors")
         #expect(outcomes[0] > 100 && outcomes[1] > 100)
-    }
-}
-
-/// A seeded generator (SplitMix64) so fuzz runs repeat exactly.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

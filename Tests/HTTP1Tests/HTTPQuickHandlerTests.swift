@@ -22,7 +22,7 @@ struct HTTPQuickHandlerTests {
         var limits = HTTPLimits()
         limits.maxPipelinedRequests = 4  // pauses and resumes reading along the way
         try withServer(limits: limits, handler: Self.mixed) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             var all = ""
             var paths: [String] = []
             for i in 0..<40 {
@@ -48,7 +48,7 @@ struct HTTPQuickHandlerTests {
             response.respond(status: 200, body: Array("ok".utf8))
         }, quick: { _ in true })
         try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             for _ in 0..<3 { #expect(try c.request("GET /healthz HTTP/1.1\nHost: t\n\n").text == "ok") }
         }
         #expect(onLoop.get == [true, true, true])
@@ -64,7 +64,7 @@ struct HTTPQuickHandlerTests {
         var limits = HTTPLimits()
         limits.writeHighWaterMark = 64 * 1024
         try withServer(limits: limits, handler: handler) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             let r = try c.request("GET /big HTTP/1.1\nHost: t\n\n")
             #expect(r.status == 200)
             #expect(r.body.count == 64 * 64 * 1024)
@@ -78,7 +78,7 @@ struct HTTPQuickHandlerTests {
             if request.path == "/ok" { response.respond(status: 200, body: Array("ok".utf8)) }
         }, quick: { _ in true })
         try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             c.send("GET /nothing HTTP/1.1\nHost: t\n\nGET /ok HTTP/1.1\nHost: t\n\n")
             #expect(try c.readResponse().status == 500)
             #expect(try c.readResponse().text == "ok")
@@ -96,7 +96,7 @@ struct HTTPQuickHandlerTests {
             }
         }, quick: { _ in true })
         try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             c.send("GET /later HTTP/1.1\nHost: t\n\nGET /now HTTP/1.1\nHost: t\n\n")
             #expect(try c.readResponse().text == "later")
             #expect(try c.readResponse().text == "now")
@@ -104,17 +104,18 @@ struct HTTPQuickHandlerTests {
     }
 
     @Test func clientDisconnectFiresOnCloseOfAQuickResponseHandedOff() throws {
-        let closed = Locked(false)
+        let closed = Locked(false), started = DispatchSemaphore(value: 0)
         let handler = ClosureHandler(body: { _, response in
             response.onClose { closed.withValue { $0 = true } }
+            started.signal()
             // Never answered: only the disconnect ends it.
             DispatchQueue.global().asyncAfter(deadline: .now() + 5) { response.finish() }
         }, quick: { _ in true })
         try withServer(handler: handler) { server in
             do {
-                let c = try TestClient(port: server.port)
+                let c = try RawClient(port: server.port, timeout: 5)
                 c.send("GET /hang HTTP/1.1\nHost: t\n\n")
-                usleep(100_000)
+                #expect(started.wait(timeout: .now() + 10 * testTimeScale) == .success)
             }
             #expect(eventually { closed.get })
             #expect(eventually { server.connectionCount == 0 })

@@ -9,7 +9,7 @@ import Glibc
 struct HTTPServerTests {
     @Test func getAndPostWithBodies() throws {
         try withServer { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             let get = try c.request("GET /a%20b?x=1 HTTP/1.1\nHost: t\n\n")
             #expect(get.status == 200 && get.text == "GET /a b ")
             #expect(get.headers["date"] != nil && get.headers["server"] == "wuerstchen" && get.headers["connection"] == nil)
@@ -24,7 +24,7 @@ struct HTTPServerTests {
 
     @Test func keepAliveReusesOneConnection() throws {
         try withServer { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             for i in 0..<100 {
                 let r = try c.request("POST /k HTTP/1.1\nHost: t\nContent-Length: \(String(i).count)\n\n\(i)")
                 #expect(r.status == 200 && r.text == "POST /k \(i)")
@@ -47,7 +47,7 @@ struct HTTPServerTests {
         var limits = HTTPLimits()
         limits.maxPipelinedRequests = 4
         try withServer(limits: limits, handler: handler) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             var all = ""
             for i in 0..<30 { all += "GET /\(i) HTTP/1.1\nHost: t\n\n" }
             all += "POST /30 HTTP/1.1\nHost: t\nContent-Length: 3\n\nxyz"
@@ -63,21 +63,21 @@ struct HTTPServerTests {
             head.target == "/private" ? HTTPError(status: 401, code: "unauthorized", message: "no key") : nil
         }
         try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             c.send("POST /up HTTP/1.1\nHost: t\nExpect: 100-continue\nContent-Length: 4\n\n")
             let interim = try c.readResponse()
             #expect(interim.status == 100)
             c.send("data")
             #expect(try c.readResponse().text == "POST /up data")
             // Refused by the handler: the error instead of 100, then close.
-            let d = try TestClient(port: server.port)
+            let d = try RawClient(port: server.port, timeout: 5)
             d.send("POST /private HTTP/1.1\nHost: t\nExpect: 100-continue\nContent-Length: 4\n\n")
             let refused = try d.readResponse()
             #expect(refused.status == 401 && refused.headers["connection"] == "close")
             #expect(refused.text.contains("\"code\":\"unauthorized\""))
             #expect(d.isClosedByServer())
             // Over the body limit: 413 without 100.
-            let e = try TestClient(port: server.port)
+            let e = try RawClient(port: server.port, timeout: 5)
             e.send("POST /big HTTP/1.1\nHost: t\nExpect: 100-continue\nContent-Length: 99999999\n\n")
             #expect(try e.readResponse().status == 413)
         }
@@ -85,7 +85,7 @@ struct HTTPServerTests {
 
     @Test func headHasNoBody() throws {
         try withServer { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             let head = try c.request("HEAD /h HTTP/1.1\nHost: t\n\n")
             #expect(head.status == 200 && head.headers["content-length"] == "8" && head.body.isEmpty)
             let headStream = try c.request("HEAD /stream HTTP/1.1\nHost: t\n\n")
@@ -97,11 +97,11 @@ struct HTTPServerTests {
 
     @Test func connectionCloseAndHTTP10() throws {
         try withServer { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             let r = try c.request("GET /bye HTTP/1.1\nHost: t\nConnection: close\n\n")
             #expect(r.headers["connection"] == "close" && r.text == "GET /bye ")
             #expect(c.isClosedByServer())
-            let d = try TestClient(port: server.port)
+            let d = try RawClient(port: server.port, timeout: 5)
             let s = try d.request("GET /stream HTTP/1.0\n\n")
             #expect(s.headers["connection"] == "close" && s.headers["transfer-encoding"] == nil && s.text == "one,two,three")
         }
@@ -126,9 +126,9 @@ struct HTTPServerTests {
             ("\u{1}\u{2}\u{3}garbage\n\n", 400),
         ]
         try withServer(limits: limits) { server in
-            let healthy = try TestClient(port: server.port)
+            let healthy = try RawClient(port: server.port, timeout: 5)
             for (raw, status) in cases {
-                let c = try TestClient(port: server.port)
+                let c = try RawClient(port: server.port, timeout: 5)
                 let r = try c.request(raw)
                 #expect(r.status == status, "\(raw.prefix(40).debugDescription)")
                 #expect(r.headers["connection"] == "close" && r.headers["content-type"] == "application/json")
@@ -137,7 +137,7 @@ struct HTTPServerTests {
                 #expect(try healthy.request("GET /ok HTTP/1.1\nHost: t\n\n").status == 200)
             }
             // A pipelined bad request after a good one: the good one is answered first.
-            let p = try TestClient(port: server.port)
+            let p = try RawClient(port: server.port, timeout: 5)
             p.send("GET /first HTTP/1.1\nHost: t\n\nGET / HTTP/1.1\nHost t\n\n")
             #expect(try p.readResponse().text == "GET /first ")
             #expect(try p.readResponse().status == 400)
@@ -148,7 +148,7 @@ struct HTTPServerTests {
         var limits = HTTPLimits()
         limits.headerTimeout = 0.6
         try withServer(limits: limits) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             let start = Date()
             let bytes = crlf("GET / HTTP/1.1\nHost: t\nX-Slow: \(String(repeating: "a", count: 100))\n\n")
             var closedAfter: Double?
@@ -160,16 +160,16 @@ struct HTTPServerTests {
                     closedAfter = Date().timeIntervalSince(start)
                     break
                 }
-                if Date().timeIntervalSince(start) > 3 { break }
             }
             let r = try c.readResponse()
             #expect(r.status == 408)
             let after = try #require(closedAfter)
             print("slowloris answered 408 after \(after) s (header timeout 0.6 s)")
-            #expect(after >= 0.55 && after < 1.5)
+            // Not early; how late is the machine's load (the exact deadline: HTTPConnectionStateMachineTests).
+            #expect(after >= 0.55)
             #expect(c.isClosedByServer())
             // A connection that never sends anything is closed too.
-            let silent = try TestClient(port: server.port)
+            let silent = try RawClient(port: server.port, timeout: 5)
             #expect(silent.isClosedByServer())
         }
     }
@@ -179,14 +179,14 @@ struct HTTPServerTests {
         limits.idleTimeout = 0.3
         limits.bodyTimeout = 0.3
         try withServer(limits: limits) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             #expect(try c.request("GET / HTTP/1.1\nHost: t\n\n").status == 200)
             let start = Date()
             #expect(c.isClosedByServer())
             let idle = Date().timeIntervalSince(start)
-            #expect(idle >= 0.25 && idle < 1.5)
+            #expect(idle >= 0.25, "idle connection closed after \(idle) s, before its 0.3 s timeout")
             #expect(eventually { server.connectionCount == 0 })
-            let b = try TestClient(port: server.port)
+            let b = try RawClient(port: server.port, timeout: 5)
             b.send("POST / HTTP/1.1\nHost: t\nContent-Length: 10\n\nabc")
             #expect(try b.readResponse().status == 408)
         }
@@ -208,7 +208,7 @@ struct HTTPServerTests {
             stats.withValue { $0.done = true }
         }
         try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port, timeout: 10)
+            let c = try RawClient(port: server.port, timeout: 10)
             c.send("GET /big HTTP/1.1\nHost: t\n\n")
             usleep(800_000)
             let stalled = stats.get
@@ -240,11 +240,10 @@ struct HTTPServerTests {
             response.finish()
         }
         try withServer(limits: limits, handler: handler) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             c.send("GET /never-read HTTP/1.1\nHost: t\n\n")
             #expect(eventually { outcome.get.threw && outcome.get.closed })
             print("stalled reader dropped after \(outcome.get.at) s (write timeout 0.5 s)")
-            #expect(outcome.get.at < 3)
             #expect(eventually { server.connectionCount == 0 })
         }
     }
@@ -270,7 +269,7 @@ struct HTTPServerTests {
         }
         try withServer(handler: handler) { server in
             do {
-                let c = try TestClient(port: server.port)
+                let c = try RawClient(port: server.port, timeout: 5)
                 c.send("GET /forever HTTP/1.1\nHost: t\n\n")
                 c.fill()
             }
@@ -278,27 +277,21 @@ struct HTTPServerTests {
             #expect(eventually { server.connectionCount == 0 })
         }
         // A handler blocked in a long computation (not writing) is told by onClose alone.
-        let blocked = Locked(false)
-        let slow = ClosureHandler { _, response in
-            let sem = DispatchSemaphore(value: 0)
-            response.onClose { blocked.withValue { $0 = true }; sem.signal() }
-            _ = sem.wait(timeout: .now() + 5)
-            response.finish()
-        }
-        try withServer(handler: slow) { server in
+        let held = HeldUntilClosed()
+        try withServer(handler: held.handler) { server in
             do {
-                let c = try TestClient(port: server.port)
+                let c = try RawClient(port: server.port, timeout: 5)
                 c.send("GET /work HTTP/1.1\nHost: t\n\n")
-                usleep(100_000)
+                #expect(held.waitStarted())
             }
-            #expect(eventually { blocked.get })
+            #expect(eventually { held.closed.get })
         }
     }
 
     @Test func manyConcurrentConnectionsAndTheConnectionLimit() throws {
         try withServer { server in
-            var clients: [TestClient] = []
-            for _ in 0..<200 { clients.append(try TestClient(port: server.port)) }
+            var clients: [RawClient] = []
+            for _ in 0..<200 { clients.append(try RawClient(port: server.port, timeout: 5)) }
             for (i, c) in clients.enumerated() { c.send("GET /\(i) HTTP/1.1\nHost: t\n\n") }
             for (i, c) in clients.enumerated() { #expect(try c.readResponse().text == "GET /\(i) ") }
             #expect(server.connectionCount == 200)
@@ -308,10 +301,10 @@ struct HTTPServerTests {
         var limits = HTTPLimits()
         limits.maxConnections = 20
         try withServer(limits: limits) { server in
-            var clients: [TestClient] = []
-            for _ in 0..<20 { clients.append(try TestClient(port: server.port)) }
+            var clients: [RawClient] = []
+            for _ in 0..<20 { clients.append(try RawClient(port: server.port, timeout: 5)) }
             #expect(eventually { server.connectionCount == 20 })
-            let extra = try TestClient(port: server.port)
+            let extra = try RawClient(port: server.port, timeout: 5)
             let r = try extra.readResponse()
             #expect(r.status == 503 && r.headers["retry-after"] == "1")
             #expect(extra.isClosedByServer())
@@ -321,29 +314,30 @@ struct HTTPServerTests {
     }
 
     @Test func gracefulShutdown() throws {
-        let started = DispatchSemaphore(value: 0)
+        let started = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
         let handler = ClosureHandler { request, response in
             if request.path == "/slow" {
                 started.signal()
-                usleep(500_000)
+                _ = release.wait(timeout: .now() + 10)
             }
             response.respond(status: 200, body: Array("done \(request.path)".utf8))
         }
         let server = HTTPServer(configuration: HTTPServerConfiguration(port: 0), handler: handler)
         try server.start()
         let port = server.port
-        let idle = try TestClient(port: port)
+        let idle = try RawClient(port: port, timeout: 5)
         #expect(try idle.request("GET /idle HTTP/1.1\nHost: t\n\n").status == 200)
-        let busy = try TestClient(port: port)
+        let busy = try RawClient(port: port, timeout: 5)
         busy.send("GET /slow HTTP/1.1\nHost: t\n\n")
         #expect(started.wait(timeout: .now() + 5) == .success)
         let finished = Locked(false)
-        let start = Date()
         server.shutdown(deadline: 5) { finished.withValue { $0 = true } }
         #expect(server.isDraining)
+        // The idle connection closes at once: while the busy request is still held in its handler.
         #expect(idle.isClosedByServer())
-        #expect(Date().timeIntervalSince(start) < 0.4)
-        #expect(eventually(timeout: 1) { (try? TestClient(port: port)) == nil })
+        #expect(eventually { (try? RawClient(port: port, timeout: 5)) == nil })
+        #expect(!finished.get, "the drain must wait for the request in flight")
+        release.signal()
         let r = try busy.readResponse()
         #expect(r.text == "done /slow" && r.headers["connection"] == "close")
         #expect(busy.isClosedByServer())
@@ -352,24 +346,24 @@ struct HTTPServerTests {
     }
 
     @Test func shutdownDeadlineDropsStuckRequests() throws {
-        let closed = Locked(false)
+        let closed = Locked(false), started = DispatchSemaphore(value: 0)
         let handler = ClosureHandler { _, response in
+            started.signal()
             let sem = DispatchSemaphore(value: 0)
             response.onClose { closed.withValue { $0 = true }; sem.signal() }
             _ = sem.wait(timeout: .now() + 10)
         }
         let server = HTTPServer(configuration: HTTPServerConfiguration(port: 0), handler: handler)
         try server.start()
-        let c = try TestClient(port: server.port)
+        let c = try RawClient(port: server.port, timeout: 5)
         c.send("GET /stuck HTTP/1.1\nHost: t\n\n")
-        #expect(eventually { server.connectionCount == 1 })
-        usleep(50_000)
+        #expect(started.wait(timeout: .now() + 5 * testTimeScale) == .success)
         let finished = Locked(false)
         let start = Date()
         server.shutdown(deadline: 0.3) { finished.withValue { $0 = true } }
         #expect(eventually { finished.get })
         let took = Date().timeIntervalSince(start)
-        #expect(took >= 0.25 && took < 2)
+        #expect(took >= 0.25, "the stuck request was dropped after \(took) s, before the 0.3 s deadline")
         #expect(closed.get)
         #expect(c.isClosedByServer())
     }
@@ -381,12 +375,12 @@ struct HTTPServerTests {
             try? response.write("partial")
         }
         try withServer(handler: handler) { server in
-            let c = try TestClient(port: server.port)
+            let c = try RawClient(port: server.port, timeout: 5)
             let r = try c.request("GET /nothing HTTP/1.1\nHost: t\n\n")
             #expect(r.status == 500 && r.text.contains("no_response"))
-            let d = try TestClient(port: server.port)
+            let d = try RawClient(port: server.port, timeout: 5)
             d.send("GET /partial HTTP/1.1\nHost: t\n\n")
-            #expect(throws: TestClientError.self) { try d.readResponse() }
+            #expect(throws: ClientError.self) { try d.readResponse() }
         }
     }
 }

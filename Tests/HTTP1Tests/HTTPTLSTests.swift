@@ -20,30 +20,30 @@ func makeSelfSignedCertificate() throws -> (HTTPTLSConfiguration, URL) {
     p.standardError = FileHandle.nullDevice
     try p.run()
     p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw TestClientError(description: "openssl req failed") }
+    guard p.terminationStatus == 0 else { throw ClientError(description: "openssl req failed") }
     return (HTTPTLSConfiguration(certificatePath: cert, keyPath: key), dir)
 }
 
 /// A blocking TLS client (OpenSSL) that trusts exactly the test certificate and checks the IP in it.
 final class TLSTestClient {
-    let client: TestClient
+    let client: RawClient
     private let context: OpaquePointer
     private let ssl: OpaquePointer
 
     init(port: Int, trusting certificatePath: String) throws {
-        client = try TestClient(port: port)
-        guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw TestClientError(description: "SSL_CTX_new") }
+        client = try RawClient(port: port, timeout: 5)
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw ClientError(description: "SSL_CTX_new") }
         context = ctx
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         guard SSL_CTX_load_verify_locations(ctx, certificatePath, nil) == 1, let s = SSL_new(ctx) else {
             SSL_CTX_free(ctx)
-            throw TestClientError(description: "cannot load the test certificate")
+            throw ClientError(description: "cannot load the test certificate")
         }
         ssl = s
         SSL_set_fd(s, client.fd)
         X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s), "127.0.0.1")
         guard SSL_connect(s) == 1 else {
-            throw TestClientError(description: "TLS handshake failed: \(openSSLErrorString())")
+            throw ClientError(description: "TLS handshake failed: \(openSSLErrorString())")
         }
         client.tlsRead = { buffer, count in Int(SSL_read(s, buffer, Int32(count))) }
         client.tlsWrite = { buffer, count in Int(SSL_write(s, buffer, Int32(count))) }
@@ -96,14 +96,13 @@ struct HTTPTLSTests {
         limits.headerTimeout = 0.5
         try withServer(limits: limits, tls: tls) { server in
             // Plain HTTP to the TLS port: the handshake fails and the connection closes.
-            let plain = try TestClient(port: server.port)
+            let plain = try RawClient(port: server.port, timeout: 5)
             plain.send("GET / HTTP/1.1\nHost: t\n\n")
             #expect(plain.isClosedByServer())
-            // A client that never starts the handshake is closed after the header timeout.
-            let silent = try TestClient(port: server.port)
-            let start = Date()
+            // A client that never starts the handshake is closed by the header timeout (when: the state
+            // machine's clock-injected `deadlines` test; here only that it is, within the receive timeout).
+            let silent = try RawClient(port: server.port, timeout: 5)
             #expect(silent.isClosedByServer())
-            #expect(Date().timeIntervalSince(start) < 2)
             // The server still serves TLS.
             let t = try TLSTestClient(port: server.port, trusting: tls.certificatePath)
             #expect(try t.client.request("GET /ok HTTP/1.1\nHost: t\n\n").status == 200)

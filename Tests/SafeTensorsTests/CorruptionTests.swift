@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Tensor
+import TestSupport
 @testable import SafeTensors
 
 /// Damaged and hostile files: every one must fail with a `SafeTensorsError` naming the file (and
@@ -166,18 +167,5 @@ import Tensor
         }
         print("mutated headers: \(opened) opened, \(failed) rejected")
         #expect(failed > opened)
-    }
-}
-
-/// A tiny deterministic generator for the mutation sweep.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

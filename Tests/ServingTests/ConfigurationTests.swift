@@ -78,7 +78,8 @@ import Testing
             file: file, environment: ["WUERSTCHEN_PRECISION": "fp32"], flags: [("precision", "--precision", "bf16")]).precision == "bf16")
     }
 
-    /// `precision` takes int8 from each source; other names are refused with the accepted ones listed.
+    /// `precision` takes int8 from each source; other names are refused with the accepted ones listed. A
+    /// deliberate parallel of the bf16 test above (the same sources, another value and other overrides).
     @Test func precisionInt8FromFileEnvironmentAndFlags() throws {
         let file = try Self.temporaryFile(#"{"precision": "int8"}"#)
         defer { try? FileManager.default.removeItem(atPath: file) }

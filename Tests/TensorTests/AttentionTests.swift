@@ -109,9 +109,9 @@ import Testing
     }
 }
 
-/// Timings at the model's shapes; run in release with `ATTN_BENCH=1`:
-/// `ATTN_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter AttentionSpeed`.
-@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["ATTN_BENCH"] != nil))
+/// Timings at the model's shapes; run in release with `WUERSTCHEN_BENCH=1`:
+/// `WUERSTCHEN_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter AttentionSpeed`.
+@Suite(.serialized, .benchmark)
 struct AttentionSpeed {
     static func seconds(repeats: Int = 7, _ body: () -> Void) -> Double {
         body()  // warm-up

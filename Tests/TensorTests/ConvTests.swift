@@ -31,6 +31,8 @@ import Tensor
         ("conv4x4s2p1", 2, 1), ("conv4x4s2p1_even", 2, 1), ("conv3x3s1p1", 1, 1), ("conv3x3s2p1", 2, 1),
         ("conv1x1s2", 2, 0),
     ])
+    // conv2d, depthwise and convTranspose2d are deliberate parallels: the same parity check per op
+    // (llama.cpp's test-backend-ops style), each with its op's constructor and tolerance.
     func conv2d(name: String, stride: Int, padding: Int) throws {
         let t = try tensors(name)
         let conv = Conv2d(weight: t.weight!, bias: t.bias, stride: stride, padding: padding)
@@ -140,11 +142,11 @@ import Tensor
 }
 
 /// Timings at the model's real shapes against a bare `GEMM.sgemm` of the same M, N, K (beta 0).
-/// Release only, opt-in: `CONV_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter ConvSpeed`.
+/// Release only, opt-in: `WUERSTCHEN_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter ConvSpeed`.
 /// The machine is shared, so each op is timed twice: on one thread by that thread's CPU time (steady
 /// whatever else runs; OpenBLAS and the pool both run inline on the caller then), and on all threads
 /// by wall-clock time (best of a few runs).
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["CONV_BENCH"] != nil), .serialized)
+@Suite(.benchmark, .serialized)
 struct ConvSpeed {
     static func random(_ shape: [Int], scale: Float = 1) -> Tensor {
         var g = SplitMix(seed: UInt64(shape.reduce(7, *)))

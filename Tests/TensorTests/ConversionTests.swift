@@ -113,7 +113,7 @@ import Tensor
 
 /// Conversion speed on 16M elements (opt-in: `WUERSTCHEN_BENCH=1 swift test -c release -Xswiftc -enable-testing
 /// --filter ConversionSpeed`); prints GB/s counting bytes read and written.
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["WUERSTCHEN_BENCH"] != nil))
+@Suite(.benchmark)
 struct ConversionSpeed {
     @Test func throughput() {
         let n = 16 << 20

@@ -197,7 +197,7 @@ func expectPerElement(
 /// Throughput at the model's sizes, in GB/s of memory traffic (bytes read + written once).
 /// Off by default (the debug build is far too slow for it); run with
 /// `WUERSTCHEN_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter ElementwiseSpeed`.
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["WUERSTCHEN_BENCH"] != nil))
+@Suite(.benchmark)
 struct ElementwiseSpeed {
     static func measure(_ what: String, bytes: Int, _ body: () -> Void) {
         body()  // warm-up: page faults of fresh outputs

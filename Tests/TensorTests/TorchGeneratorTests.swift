@@ -124,7 +124,7 @@ import Tensor
 
 /// Draw speed at the decoder's latent size (opt-in: `WUERSTCHEN_BENCH=1 swift test -c release -Xswiftc
 /// -enable-testing --filter TorchGeneratorSpeed`).
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["WUERSTCHEN_BENCH"] != nil))
+@Suite(.benchmark)
 struct TorchGeneratorSpeed {
     @Test func latentSizedDraw() {
         // The decoder's latents at 1024 px: [1, 4, 256, 256].

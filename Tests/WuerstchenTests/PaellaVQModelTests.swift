@@ -154,11 +154,7 @@ import Tensor
         try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
     }
 
-    @Test func decodeAtRealSize() throws {
-        guard ProcessInfo.processInfo.environment["WUERSTCHEN_BENCH"] == "1" else {
-            print("PaellaVQModel speed: skipped (set WUERSTCHEN_BENCH=1 to decode with the real vqgan at 512 and 1024 px)")
-            return
-        }
+    @Test(.benchmark) func decodeAtRealSize() throws {
         let config = PaellaVQModelConfig.wuerstchenV2
         let model = try PaellaVQModel(config: config, weights: Self.randomWeights(PaellaVQModel.parameters(config)))
         let gen = TorchGenerator(seed: 0)

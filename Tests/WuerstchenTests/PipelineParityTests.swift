@@ -26,13 +26,19 @@ import Tensor
         }
     }
 
-    @Test(arguments: ["fp32", "fp16", "paddle"])
-    func reproducesDiffusers(_ layout: String) throws {
+    /// The fixture pipeline in one of its layouts (`fp32`, `fp16`, `paddle`).
+    static func pipeline(_ layout: String = "fp32") throws -> WuerstchenPipeline {
         let root = try Fixture.url("pipeline")
-        let pipeline = try WuerstchenPipeline(
+        return try WuerstchenPipeline(
             priorFolder: root.appendingPathComponent("prior-\(layout)"),
             decoderFolder: root.appendingPathComponent("decoder-\(layout)"),
             variant: layout == "fp16" ? .preferFP16 : .preferFull)
+    }
+
+    @Test(arguments: ["fp32", "fp16", "paddle"])
+    func reproducesDiffusers(_ layout: String) throws {
+        let root = try Fixture.url("pipeline")
+        let pipeline = try Self.pipeline(layout)
         let expected = try SafeTensorsFile(url: root.appendingPathComponent("expected.safetensors"))
         let scenarios = try Self.scenarios(expected)
         #expect(scenarios.count == 4)
@@ -64,9 +70,7 @@ import Tensor
     }
 
     @Test func requestsBatchedTogetherMatchRequestsAlone() throws {
-        let root = try Fixture.url("pipeline")
-        let pipeline = try WuerstchenPipeline(
-            priorFolder: root.appendingPathComponent("prior-fp32"), decoderFolder: root.appendingPathComponent("decoder-fp32"))
+        let pipeline = try Self.pipeline()
         let a = GenerationRequest(prompt: "a red fox", width: 128, height: 128, seed: 5, priorSteps: 3, decoderSteps: 2)
         var b = a
         b.prompt = "a blue bird"
@@ -89,9 +93,7 @@ import Tensor
     }
 
     @Test func progressReportsEveryStepAndCancels() throws {
-        let root = try Fixture.url("pipeline")
-        let pipeline = try WuerstchenPipeline(
-            priorFolder: root.appendingPathComponent("prior-fp32"), decoderFolder: root.appendingPathComponent("decoder-fp32"))
+        let pipeline = try Self.pipeline()
         let a = GenerationRequest(prompt: "x", width: 128, height: 128, seed: 1, priorSteps: 3, decoderSteps: 2)
         var events: [GenerationProgress] = []
         // Request 1 is cancelled after its second prior step: nothing more may run for it.
@@ -106,9 +108,7 @@ import Tensor
     }
 
     @Test func invalidSizesNameTheFieldAndTheNearestValidSizes() throws {
-        let root = try Fixture.url("pipeline")
-        let pipeline = try WuerstchenPipeline(
-            priorFolder: root.appendingPathComponent("prior-fp32"), decoderFolder: root.appendingPathComponent("decoder-fp32"))
+        let pipeline = try Self.pipeline()
         do {
             _ = try pipeline.generate([GenerationRequest(prompt: "x", width: 1100, height: 1024)])
             Issue.record("width 1100 was accepted")

@@ -36,14 +36,8 @@ struct SceneClassifier {
 
     /// `count` scenes drawn from the grammar by a fixed-seed SplitMix64 (nothing here is in the training script).
     static func scenes(count: Int, seed: UInt64) -> [Scene] {
-        var state = seed
-        func next(_ n: Int) -> Int {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return Int((z ^ (z >> 31)) % UInt64(n))
-        }
+        var g = SplitMix(seed: seed)
+        func next(_ n: Int) -> Int { Int(g.next() % UInt64(n)) }
         return (0..<count).map { _ in
             let colour = colours[next(colours.count)].name
             let others = colours.map(\.name).filter { $0 != colour }

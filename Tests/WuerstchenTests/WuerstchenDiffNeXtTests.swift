@@ -73,13 +73,7 @@ import Tensor
     }
 
     @Test func realConfigDeclaresThePublishedTensors() throws {
-        let tsv = try String(contentsOf: try Fixture.url("diffnext-real-decoder-tensors.tsv"), encoding: .utf8)
-        var expected: [String: [Int]] = [:]
-        for line in tsv.split(separator: "\n") where !line.isEmpty {
-            let cols = line.split(separator: "\t")
-            let dims = cols[1].dropFirst().dropLast().split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! }
-            expected[String(cols[0])] = dims
-        }
+        let expected = try Fixture.tensorShapes("diffnext-real-decoder-tensors.tsv")
         let specs = WuerstchenDiffNeXt.parameters(.wuerstchenV2)
         let declared = Dictionary(specs.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
         #expect(declared.count == specs.count, "duplicate parameter names")
@@ -169,11 +163,7 @@ import Tensor
     /// AMD EPYC (OpenBLAS Haswell kernels), machine otherwise idle: 512 px 2.77 s (94% of the GEMM
     /// bound of 2.60 s), 1024 px 14.4 s (82% of 11.85 s); peak RSS 6.0 GB (weights 4.2 GB + load-time
     /// copies). diffusers 0.42.1 on the same machine, 2 threads, under some load: 512 px 3.93 s.
-    @Test func speedAtRealSize() throws {
-        guard ProcessInfo.processInfo.environment["WUERSTCHEN_BENCH"] == "1" else {
-            print("WuerstchenDiffNeXt speed: skipped (set WUERSTCHEN_BENCH=1 to run the real decoder at 512 and 1024 px)")
-            return
-        }
+    @Test(.benchmark) func speedAtRealSize() throws {
         let config = WuerstchenDiffNeXtConfig.wuerstchenV2
         let start = Date()
         let model = try WuerstchenDiffNeXt(config: config, weights: Self.randomWeights(WuerstchenDiffNeXt.parameters(config)))

@@ -44,13 +44,7 @@ import Tensor
 
     /// The real configuration declares exactly the tensors of `warp-ai/wuerstchen-prior`.
     @Test func realConfigurationDeclaresPublishedTensors() throws {
-        let tsv = try String(contentsOf: try Fixture.url("real-prior-tensors.tsv"), encoding: .utf8)
-        var expected: [String: [Int]] = [:]
-        for line in tsv.split(separator: "\n") where !line.isEmpty {
-            let parts = line.split(separator: "\t")
-            let dims = parts[1].dropFirst().dropLast().split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! }
-            expected[String(parts[0])] = dims
-        }
+        let expected = try Fixture.tensorShapes("real-prior-tensors.tsv")
         let specs = WuerstchenPrior.parameters(.v2)
         let declared = Dictionary(uniqueKeysWithValues: specs.map { ($0.name, $0.shape) })
         #expect(specs.count == declared.count, "duplicate names declared")
@@ -84,8 +78,7 @@ import Tensor
         return 2 * bl * Double(cfg.cCond) * c + 2 * bl * c * c + Double(cfg.depth) * 6 * bl * c * c
     }
 
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["WUERSTCHEN_BENCH"] == "1",
-                   "set WUERSTCHEN_BENCH=1 to time one block of the real prior"))
+    @Test(.benchmark)
     func realPriorBlockBreakdown() throws {
         let cfg = WuerstchenPriorConfig.v2
         let gen = TorchGenerator(seed: 0)
@@ -129,8 +122,7 @@ import Tensor
         }
     }
 
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["WUERSTCHEN_BENCH"] == "1",
-                   "set WUERSTCHEN_BENCH=1 to time the real prior (4 GB of random weights)"))
+    @Test(.benchmark)
     func realPriorForward() throws {
         let cfg = WuerstchenPriorConfig.v2
         let gen = TorchGenerator(seed: 0)

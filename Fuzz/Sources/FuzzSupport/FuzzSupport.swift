@@ -17,6 +17,8 @@ public func bytes(_ data: UnsafePointer<UInt8>?, _ size: Int) -> [UInt8] {
 }
 
 /// A small seeded generator (SplitMix64): split points derived from the input, so a crash repeats.
+/// A deliberate copy of the suite's `Tests/TestSupport/SplitMix.swift`: this package sees only the main
+/// package's products, and the test support is in none.
 public struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
     public init(seed: UInt64) { state = seed }

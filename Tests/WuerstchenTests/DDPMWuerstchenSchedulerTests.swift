@@ -5,7 +5,7 @@ import Tensor
 @testable import Wuerstchen
 
 /// `DDPMWuerstchenScheduler` and the prior's timestep lists against diffusers (scripts/fixtures/scheduler.py).
-@Suite struct SchedulerTests {
+@Suite struct DDPMWuerstchenSchedulerTests {
     typealias Scheduler = DDPMWuerstchenScheduler
 
     static func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
