@@ -75,15 +75,3 @@ final class HeldUntilClosed: Sendable {
     func waitStarted() -> Bool { started.wait(timeout: .now() + 10 * testTimeScale) == .success }
 }
 
-/// A thread-safe box for values shared with handlers.
-final class Locked<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func withValue<T>(_ body: (inout Value) -> T) -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return body(&value)
-    }
-    var get: Value { withValue { $0 } }
-}
