@@ -24,6 +24,8 @@ if ((whole)); then
     prepare=$!
     trap 'kill "$prepare" 2>/dev/null || true; rm -f "$prepare_log"' EXIT
 fi
+# Release builds are -Ounchecked: a precondition's condition, and any call in it, is not evaluated.
+python3 scripts/ci/lint_preconditions.py
 # One release build for everything: the binary the deploy checks run and the test targets, with the flags
 # `swift test` below uses.
 swift build -c release -Xswiftc -enable-testing --build-tests

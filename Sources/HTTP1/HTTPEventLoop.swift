@@ -23,7 +23,10 @@ final class HTTPEventLoop: @unchecked Sendable {
     /// immutable once made: which loop a thread belongs to is not global state, only that it is one.
     private static let threadKey: pthread_key_t = {
         var key = pthread_key_t()
-        precondition(pthread_key_create(&key, nil) == 0, "HTTPEventLoop: pthread_key_create failed")
+        // Not inside `precondition`: release builds are -Ounchecked, which drops its condition, call included
+        // (the key stayed 0, another library's key).
+        let rc = pthread_key_create(&key, nil)
+        if rc != 0 { fatalError("HTTPEventLoop: pthread_key_create failed: \(rc)") }
         return key
     }()
 

@@ -73,7 +73,8 @@ public enum WeightLoader {
     public static func validate(_ parameters: [ParameterSpec], in source: any TensorSource, layout: WeightLayout) throws {
         var declared = Set<String>()
         for p in parameters {
-            precondition(declared.insert(p.name).inserted, "parameter '\(p.name)' declared twice")
+            let isNew = declared.insert(p.name).inserted
+            precondition(isNew, "parameter '\(p.name)' declared twice")
             precondition(p.kind != .linearWeight || p.shape.count == 2, "Linear weight '\(p.name)' declared with shape \(p.shape), expected 2-D")
         }
         var missing: [WeightMismatchError.Entry] = []

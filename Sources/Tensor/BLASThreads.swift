@@ -18,7 +18,9 @@ import Foundation
 enum BLASThreads {
     private static let lock: UnsafeMutablePointer<pthread_rwlock_t> = {
         let p = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
-        precondition(pthread_rwlock_init(p, nil) == 0, "pthread_rwlock_init failed")
+        // Not inside `precondition`: release builds are -Ounchecked, which drops its condition, call included.
+        let rc = pthread_rwlock_init(p, nil)
+        if rc != 0 { fatalError("pthread_rwlock_init failed: \(rc)") }
         return p
     }()
 
