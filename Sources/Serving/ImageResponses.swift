@@ -321,6 +321,9 @@ extension ServingHandler {
     private func streamOpenAI(_ job: ImageJob, usage: ImageUsage, inbox: EventInbox, ticket: GenerationTicket, output: ImageOutput,
                               headers: [(String, String)], _ exchange: Exchange) {
         let stream = EventStream(exchange, headers: headers) { ticket.cancel() }
+        // The head goes out now (it is buffered until body bytes): the first event can be many steps away,
+        // and a client's read timeout should see the answer start. SSE parsers skip comment lines.
+        stream.write(":\n\n")
         let settings = job.openAISettings(format: output.encoder.format.rawValue)
         func event(_ type: String, _ b64: String, _ extra: [(String, JSONValue)]) -> JSONValue {
             .object([("type", .string(type)), ("b64_json", .string(b64)), ("created_at", .int(Int(Date().timeIntervalSince1970)))]
