@@ -276,6 +276,22 @@ import Glibc
         }
     }
 
+    /// A generation that fails ends the stream with an `error` event holding OpenAI's error object (the
+    /// SDK raises it), and no completed event.
+    @Test func failureEndsTheStreamWithAnErrorEvent() throws {
+        try withServer { s in
+            let client = try RawClient(port: s.port)
+            client.send("POST", "/v1/images/generations", body: #"""
+                {"prompt": "x", "size": "512x512", "stream": true, "partial_images": 2, "prior_steps": 200, "decoder_steps": 200,
+                 "timeout_seconds": 0.5}
+                """#)
+            #expect(try client.readHead().0 == 200)
+            let events = try Self.readStream(client)
+            #expect(events.last?.event == "error" && !events.contains { $0.event == "image_generation.completed" }, "\(events.map(\.event))")
+            #expect(events.last?.data["error"]?["code"] == .string("deadline_exceeded"))
+        }
+    }
+
     /// A client that leaves a stream cancels its generation (the probe and close machinery of every image route).
     @Test func clientLeavingTheStreamCancels() throws {
         try withServer { s in
