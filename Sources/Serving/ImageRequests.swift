@@ -73,7 +73,7 @@ public enum ImageRequests {
                                       "prior_guidance_scale", "decoder_steps", "decoder_guidance_scale", "timeout_seconds",
                                       "output_format", "output_compression", "image_index", "precision", "model", "version"]
     /// Fields of `POST /v1/images/generations`: OpenAI's, then the extensions.
-    public static let openAIFields = ["prompt", "n", "size", "response_format", "model", "user", "quality", "style",
+    public static let openAIFields = ["prompt", "n", "size", "response_format", "model", "user", "safety_identifier", "quality", "style",
                                       "output_format", "background", "moderation", "output_compression", "stream", "partial_images",
                                       "seed", "negative_prompt", "prior_steps", "prior_guidance_scale", "decoder_steps",
                                       "decoder_guidance_scale", "timeout_seconds"]
@@ -147,6 +147,7 @@ public enum ImageRequests {
         }
         try checkModel(r, limits)
         _ = try r.string("user")
+        _ = try r.string("safety_identifier")  // accepted, not applied (as `user`): no moderation runs
         try r.oneOf("quality", ImageQuality.accepted)
         var options = OpenAIImageOptions()
         options.quality = ImageQuality(requested: try r.string("quality"))!

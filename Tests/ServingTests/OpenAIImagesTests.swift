@@ -79,6 +79,8 @@ import Glibc
 
         #expect(Self.error(#"{"prompt": "x", "moderation": "low"}"#) == nil && Self.error(#"{"prompt": "x", "moderation": "auto"}"#) == nil)
         #expect(Self.error(#"{"prompt": "x", "moderation": "strict"}"#)?.param == "moderation")
+        #expect(Self.error(#"{"prompt": "x", "user": "u1", "safety_identifier": "hashed-user"}"#) == nil)
+        #expect(Self.error(#"{"prompt": "x", "safety_identifier": 7}"#)?.param == "safety_identifier")
 
         #expect(try Self.openAI(#"{"prompt": "x", "size": "128x128", "n": 4}"#).generation.numImages == 4)
         let many = try #require(Self.error(#"{"prompt": "x", "size": "128x128", "n": 5}"#))
