@@ -264,9 +264,11 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
             case .decoderStep:
                 let steps = states(jobs, \.decoder)
                 pipeline.decoder.step(steps.map(\.job))
+                let previews = previewImages(steps.map(\.job))
                 update(jobs, step: (.decoder, Self.now() - started)) { job, i in
                     let d = steps[i].job
                     job.emit(.progress(stage: .decoder, step: d.stepIndex, total: d.stepCount))
+                    if let preview = previews[i] { job.emit(.preview(index: preview.index, images: preview.images)) }
                     if d.isFinished { job.phase = .decode(d, imageEmbeddings: steps[i].imageEmbeddings) }
                 }
             case .decode:
@@ -280,6 +282,19 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
             condition.lock()
             apply(queue.failed(jobs.map(\.serial), serving))
             condition.unlock()
+        }
+    }
+
+    /// The previews the last decoder step made, VQ-decoded, for the jobs whose request asked for one at
+    /// that step (only their rows are decoded). A preview that fails to decode is left out: previews are
+    /// best effort, the images still come.
+    private func previewImages(_ jobs: [DecoderJob]) -> [(index: Int, images: Tensor)?] {
+        jobs.map { job in
+            guard let latents = job.takePreview(), let index = job.previewSteps.firstIndex(of: job.stepIndex) else { return nil }
+            do { return (index, try pipeline.decoder.pixels(latents)) } catch {
+                logger.warning("preview failed", metadata: ["step": "\(job.stepIndex)", "error": "\(error)"])
+                return nil
+            }
         }
     }
 

@@ -1,13 +1,18 @@
 import Foundation
+import Tensor
 import Wuerstchen
 
 /// What happens to a submitted request, in order: `queued` (again whenever the queue moves), then
-/// `progress` after every denoising step, then exactly one of `completed` or `failed`.
+/// `progress` after every denoising step (with `preview` after some decoder steps when asked for), then
+/// exactly one of `completed` or `failed`.
 public enum GenerationEvent: Sendable {
     /// Waiting: `position` requests are ahead of it (0 = next to run).
     case queued(position: Int)
     /// One step of `stage` done (`step` of `total`).
     case progress(stage: GenerationProgress.Stage, step: Int, total: Int)
+    /// Preview `index` (0-based) of a request that asked for some (`GenerationRequest.previewCount`): its
+    /// predicted clean images after a decoder step, `[n, H, W, 3]` in [0, 1]; follows that step's `progress`.
+    case preview(index: Int, images: Tensor)
     /// The images, `[n, H, W, 3]` in [0, 1].
     case completed(GenerationOutput)
     /// The request failed or was cancelled (`ServingError.cancelled`, code `cancelled`).

@@ -1,6 +1,7 @@
 import CLIP
 import Foundation
 import Imaging
+import Tensor
 import JSON
 import Wuerstchen
 
@@ -18,6 +19,10 @@ public struct RequestLimits: Sendable, Equatable {
     public var maxPromptBytes: Int
     /// Largest width or height, in pixels (within the model's own bound).
     public var maxImageSide: Int
+    /// The names `model` may give (`ServerConfiguration.acceptedModelNames`); any other is a 404.
+    public var modelNames: [String]
+    /// The precision that runs (`precision` after the CPU's fallback): a request's `precision` must equal it.
+    public var precision: String
     /// `scheduler.max_batch_pixels`: a request's rows times pixels must fit in it, since the scheduler
     /// could never admit it beside others and its activations alone would pass the memory budget; 0 = off.
     public var maxBatchPixels: Int
@@ -36,6 +41,8 @@ public struct RequestLimits: Sendable, Equatable {
         maxPromptBytes = configuration.maxPromptBytes
         maxImageSide = configuration.maxImageSide
         maxBatchPixels = configuration.scheduler.maxBatchPixels
+        modelNames = configuration.acceptedModelNames
+        precision = (Precision(rawValue: configuration.precision) ?? .fp32).resolved().precision.rawValue
     }
 }
 
@@ -51,20 +58,23 @@ public struct ImageJob: Sendable, Equatable {
     public var outputFormat: ImageFormat? = nil
     /// `output_compression` 0-100; nil for the format's default (`ImageEncoder`).
     public var outputCompression: Int? = nil
+    /// The OpenAI endpoint's settings (`quality`, `stream`, `partial_images`); nil on `/v1/images`.
+    public var openAI: OpenAIImageOptions? = nil
 }
 
 /// Parses and validates the JSON bodies of `POST /v1/images` and `POST /v1/images/generations`; every
 /// error is a 400 whose `param` names the field (OpenAI's names on the OpenAI endpoint).
 public enum ImageRequests {
     /// Fields of `POST /v1/images`; the last four are what `wuerstchen inspect` prints besides them, accepted
-    /// (checked, not applied: one model runs at the server's precision, and every image comes back) so that
-    /// its output can be posted as is.
+    /// so that its output can be posted as is: `model` must be a name of the served model (else 404
+    /// `model_not_found`), `precision` the one the server runs (it cannot switch per request; else 400),
+    /// `version` and `image_index` are informational (every image of the request comes back).
     public static let nativeFields = ["prompt", "negative_prompt", "width", "height", "num_images", "seed", "prior_steps",
                                       "prior_guidance_scale", "decoder_steps", "decoder_guidance_scale", "timeout_seconds",
                                       "output_format", "output_compression", "image_index", "precision", "model", "version"]
     /// Fields of `POST /v1/images/generations`: OpenAI's, then the extensions.
-    public static let openAIFields = ["prompt", "n", "size", "response_format", "model", "user", "quality", "style",
-                                      "output_format", "background", "moderation", "output_compression", "stream",
+    public static let openAIFields = ["prompt", "n", "size", "response_format", "model", "user", "safety_identifier", "quality", "style",
+                                      "output_format", "background", "moderation", "output_compression", "stream", "partial_images",
                                       "seed", "negative_prompt", "prior_steps", "prior_guidance_scale", "decoder_steps",
                                       "decoder_guidance_scale", "timeout_seconds"]
     /// Largest accepted seed: 2^63 - 1 (seeds are torch's int64 `manual_seed` values).
@@ -84,7 +94,11 @@ public enum ImageRequests {
             throw ServingError.invalid("image_index", "image_index \(index) must be below num_images \(g.numImages)")
         }
         try r.oneOf("precision", ["fp32", "bf16", "int8"])
-        _ = try r.string("model")
+        if let precision = try r.string("precision"), precision != limits.precision {
+            throw ServingError.invalid("precision", "precision \(quoted(precision)) cannot be run: this server runs \(limits.precision) "
+                                       + "for every request (its configuration's precision)", code: "unsupported_value")
+        }
+        try checkModel(r, limits)
         _ = try r.string("version")
         return try finish(g, r, model: model, limits: limits, randomSeed: randomSeed)
     }
@@ -114,6 +128,7 @@ public enum ImageRequests {
         let prompt = try r.prompt("prompt", required: true)!
         var g = GenerationRequest(prompt: prompt)
         g.numImages = try r.int("n", 1...limits.maxImages) ?? 1
+        // `auto` (or no size): 1024x1024, the model's native size and OpenAI's square.
         if let size = try r.string("size"), size != "auto" {
             let parts = size.split(separator: "x", omittingEmptySubsequences: false)
             guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]), parts.allSatisfy({ $0.allSatisfy(\.isASCII) && !$0.hasPrefix("+") && !$0.hasPrefix("-") }) else {
@@ -130,31 +145,48 @@ public enum ImageRequests {
         case let other?:
             throw ServingError.invalid("response_format", "response_format \(quoted(other)) must be b64_json")
         }
-        _ = try r.string("model")  // one model is served whatever the name (clients often send dall-e-2)
+        try checkModel(r, limits)
         _ = try r.string("user")
-        try r.oneOf("quality", ["standard", "hd", "auto", "high", "medium", "low"])
+        _ = try r.string("safety_identifier")  // accepted, not applied (as `user`): no moderation runs
+        try r.oneOf("quality", ImageQuality.accepted)
+        var options = OpenAIImageOptions()
+        options.quality = ImageQuality(requested: try r.string("quality"))!
         try r.oneOf("style", ["vivid", "natural"])
-        try r.oneOf("background", ["auto", "opaque"])
-        try r.oneOf("moderation", ["auto", "low"])
-        if try r.bool("stream") == true {
-            throw ServingError.invalid("stream", "stream is not supported on this endpoint; use POST /v1/images with Accept: text/event-stream",
+        if try r.string("background") == "transparent" {
+            throw ServingError.invalid("background", "background 'transparent' is not supported: the images have no alpha channel; use opaque or auto",
                                        code: "unsupported_value")
         }
+        try r.oneOf("background", ["auto", "opaque"])
+        try r.oneOf("moderation", ["auto", "low"])  // accepted, not applied: no moderation runs
+        options.stream = try r.bool("stream") ?? false
+        options.partialImages = try r.int("partial_images", 0...OpenAIImageOptions.maxPartialImages) ?? 0
         g.negativePrompt = try r.prompt("negative_prompt", required: false) ?? ""
-        return try finish(g, r, model: model, limits: limits, randomSeed: randomSeed,
-                          rename: ["width": "size", "height": "size", "num_images": "n"])
+        if options.stream { g.previewCount = options.partialImages }
+        var job = try finish(g, r, model: model, limits: limits, randomSeed: randomSeed, steps: options.quality.steps,
+                             rename: ["width": "size", "height": "size", "num_images": "n"])
+        job.openAI = options
+        return job
+    }
+
+    /// `model`, when given, must name the served model (`model_aliases`): OpenAI's 404 `model_not_found` otherwise.
+    private static func checkModel(_ r: FieldReader, _ limits: RequestLimits) throws(ServingError) {
+        guard let name = try r.string("model"), !limits.modelNames.contains(name) else { return }
+        throw ServingError(status: 404, message: "The model \(quoted(name)) does not exist on this server: it serves one model, "
+                           + "under the names \(limits.modelNames.joined(separator: ", ")) (model_aliases)", param: "model", code: "model_not_found")
     }
 
     /// The fields both endpoints share (seed, steps, guidance, timeout), read in this order after the
-    /// endpoint's own, then the whole request checked against the model; `rename` maps the pipeline's
-    /// field names to the endpoint's in errors.
+    /// endpoint's own, then the whole request checked against the model; `steps` are the step counts
+    /// without `prior_steps` / `decoder_steps` (the model card's by default); `rename` maps the
+    /// pipeline's field names to the endpoint's in errors.
     private static func finish(_ request: GenerationRequest, _ r: FieldReader, model: ServedModel, limits: RequestLimits,
-                               randomSeed: () -> UInt64, rename: [String: String] = [:]) throws(ServingError) -> ImageJob {
+                               randomSeed: () -> UInt64, steps: (prior: Int?, decoder: Int) = ImageQuality.high.steps,
+                               rename: [String: String] = [:]) throws(ServingError) -> ImageJob {
         var g = request
         g.seed = try r.seed() ?? randomSeed()
-        g.priorSteps = try r.int("prior_steps", 1...limits.maxSteps)
+        g.priorSteps = try r.int("prior_steps", 1...limits.maxSteps) ?? steps.prior.map { min($0, limits.maxSteps) }
         g.priorGuidance = try r.guidance("prior_guidance_scale") ?? 4.0
-        g.decoderSteps = try r.int("decoder_steps", 1...limits.maxSteps) ?? 12
+        g.decoderSteps = try r.int("decoder_steps", 1...limits.maxSteps) ?? min(steps.decoder, limits.maxSteps)
         g.decoderGuidance = try r.guidance("decoder_guidance_scale") ?? 0.0
         var sizes = model.sizeRules
         sizes.maxSide = min(sizes.maxSide, limits.maxImageSide)

@@ -15,8 +15,10 @@ enum ImageResponseMode: Equatable {
     case json
     /// Server-sent events: `queued`, `progress`, then `image` per image and `done` (or `error`).
     case eventStream
-    /// OpenAI's `{"created", "data": [{"b64_json"}]}`.
+    /// OpenAI's `{"created", "background", "data": [{"b64_json"}], "output_format", "quality", "size", "usage"}`.
     case openAI
+    /// OpenAI's `stream: true`: `image_generation.partial_image` events, then `image_generation.completed` per image.
+    case openAIStream
 
     /// The media types `/v1/images` offers, in the server's order of preference: the image types (only
     /// the one of `output_format` when the body names one), then the containers.
@@ -139,7 +141,8 @@ extension ServingHandler {
             exchange.error(error)
             return
         }
-        let resolved = mode == .image && job.generation.numImages > 1 ? .multipart : mode
+        let resolved = mode == .image && job.generation.numImages > 1 ? .multipart
+            : mode == .openAI && job.openAI?.stream == true ? .openAIStream : mode
         run(job, on: service, mode: resolved, output: output, exchange)
     }
 
@@ -153,7 +156,7 @@ extension ServingHandler {
         let output = ImageOutput(
             encoder: ImageEncoder(format: format, compression: job.outputCompression, defaultPNGLevel: configuration.pngCompression),
             parameters: configuration.imageMetadata
-                ? GenerationParameters(request: job.generation, model: configuration.modelID, precision: precisionName,
+                ? GenerationParameters(request: job.generation, model: configuration.servedModelID, precision: precisionName,
                                        outputFormat: format, outputCompression: job.outputCompression) : nil)
         if let parameters = output.parameters {
             do { try output.encoder.check(parameters.metadata) } catch {
@@ -210,22 +213,27 @@ extension ServingHandler {
             streamEvents(job, inbox: inbox, ticket: ticket, output: output, headers: headers, exchange)
             return
         }
+        let usage = ImageUsage(job.generation, model: service.model)
+        if mode == .openAIStream {
+            streamOpenAI(job, usage: usage, inbox: inbox, ticket: ticket, output: output, headers: headers, exchange)
+            return
+        }
         while true {
             switch inbox.next() {
-            case .queued, .progress: continue
+            case .queued, .progress, .preview: continue
             case .failed(let error):
                 exchange.error(error, headers: headers)
                 return
             case .completed(let generated):
-                deliver(generated, job: job, mode: mode, output: output, headers: headers, exchange)
+                deliver(generated, job: job, mode: mode, output: output, usage: usage, headers: headers, exchange)
                 return
             }
         }
     }
 
-    /// Writes finished images in `mode` (not `eventStream`).
+    /// Writes finished images in `mode` (not the event streams).
     private func deliver(_ generated: GenerationOutput, job: ImageJob, mode: ImageResponseMode, output: ImageOutput,
-                         headers: [(String, String)], _ exchange: Exchange) {
+                         usage: ImageUsage, headers: [(String, String)], _ exchange: Exchange) {
         let images = Self.rgbImages(generated.images)
         let format = output.encoder.format
         let created = JSONValue.int(Int(Date().timeIntervalSince1970))
@@ -257,31 +265,23 @@ extension ServingHandler {
             var members: [(String, JSONValue)] = [("created", created)]
             if mode == .json {
                 members += [("seed", .int(job.generation.seed)), ("prompt_truncated", .bool(job.promptTruncated)),
-                            ("output_format", .string(format.rawValue))]
+                            ("output_format", .string(format.rawValue)), ("data", data)]
+            } else {
+                // OpenAI's ImagesResponse order: created, background, data, output_format, quality, size, usage.
+                let settings = job.openAISettings(format: format.rawValue)
+                members += [settings[0], ("data", data)] + settings.dropFirst() + [("usage", usage.json)]
             }
-            members.append(("data", data))
             exchange.json(200, .object(members), headers: headers)
-        case .eventStream:
-            preconditionFailure("event streams are written by streamEvents")
+        case .eventStream, .openAIStream:
+            preconditionFailure("event streams are written by streamEvents and streamOpenAI")
         }
     }
 
     /// Server-sent events: every queue move and step as it happens, then the images.
     private func streamEvents(_ job: ImageJob, inbox: EventInbox, ticket: GenerationTicket, output: ImageOutput,
                               headers: [(String, String)], _ exchange: Exchange) {
-        // An SSE comment: lets HTTP1 tell a client that went away from one that only half-closed while the
-        // stream waits for its next event (queued behind other work).
-        exchange.writer.setStreamingProbe(Array(":\n\n".utf8))
-        exchange.head(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
-                                             ("X-Accel-Buffering", "no")] + headers)
-        var connected = true
-        func send(_ event: String, _ data: JSONValue) {
-            guard connected else { return }
-            if (try? exchange.write(Array("event: \(event)\ndata: \(data.serialized)\n\n".utf8))) == nil {
-                connected = false
-                ticket.cancel()
-            }
-        }
+        let stream = EventStream(exchange, headers: headers) { ticket.cancel() }
+        func send(_ event: String, _ data: JSONValue) { stream.send(event, data) }
         while true {
             switch inbox.next() {
             case .queued(let position):
@@ -290,21 +290,73 @@ extension ServingHandler {
                 send("progress", .object([("stage", .string(stage.rawValue)), ("step", .int(step)), ("total", .int(total))]))
             case .failed(let error):
                 send("error", exchange.publicError(error).json)
-                exchange.finish(complete: connected)
+                stream.finish()
                 return
             case .completed(let generated):
                 let format = output.encoder.format.rawValue
                 for (i, image) in Self.rgbImages(generated.images).enumerated() {
                     guard let file = try? output.base64(image, index: i) else {
                         send("error", exchange.publicError(ServingError(status: 500, message: "\(format.uppercased()) encoding of image \(i) failed", type: "server_error")).json)
-                        exchange.finish(complete: connected)
+                        stream.finish()
                         return
                     }
                     send("image", .object([("index", .int(i)), ("output_format", .string(format)), ("b64_json", .string(file))]))
                 }
                 send("done", .object([("created", .int(Int(Date().timeIntervalSince1970))), ("seed", .int(job.generation.seed)),
                                       ("num_images", .int(generated.images.dim(0))), ("prompt_truncated", .bool(job.promptTruncated))]))
-                exchange.finish(complete: connected)
+                stream.finish()
+                return
+            case .preview:
+                continue  // asked for on the OpenAI endpoint only
+            }
+        }
+    }
+
+    /// OpenAI's image stream (`stream: true`): at each preview (`partial_images`, decoder steps evenly
+    /// spaced), one `image_generation.partial_image` event per image, in image order, with the preview's
+    /// `partial_image_index`; then one `image_generation.completed` per image, in order, each with the
+    /// request's `usage`. A preview that cannot be encoded is skipped, the completed events come whatever
+    /// happened to previews; a failure ends the stream with an `error` event (`{"error": {...}}`, which the
+    /// SDK raises). A client that goes away cancels the generation (the ticket, as every image route).
+    private func streamOpenAI(_ job: ImageJob, usage: ImageUsage, inbox: EventInbox, ticket: GenerationTicket, output: ImageOutput,
+                              headers: [(String, String)], _ exchange: Exchange) {
+        let stream = EventStream(exchange, headers: headers) { ticket.cancel() }
+        // The head goes out now (it is buffered until body bytes): the first event can be many steps away,
+        // and a client's read timeout should see the answer start. SSE parsers skip comment lines.
+        stream.write(":\n\n")
+        let settings = job.openAISettings(format: output.encoder.format.rawValue)
+        func event(_ type: String, _ b64: String, _ extra: [(String, JSONValue)]) -> JSONValue {
+            .object([("type", .string(type)), ("b64_json", .string(b64)), ("created_at", .int(Int(Date().timeIntervalSince1970)))]
+                    + settings + extra)
+        }
+        while true {
+            switch inbox.next() {
+            case .queued, .progress: continue
+            case .preview(let index, let images):
+                for (i, image) in Self.rgbImages(images).enumerated() {
+                    // Previews carry no parameters: they are not the image the parameters reproduce.
+                    guard let file = try? output.encoder.encode(rgb: image.bytes, width: image.width, height: image.height, metadata: nil) else {
+                        logger.warning("preview encoding failed", metadata: ["request_id": "\(exchange.requestID)", "image": "\(i)", "preview": "\(index)"])
+                        continue
+                    }
+                    let b64 = Data(file).base64EncodedString()
+                    stream.send("image_generation.partial_image", event("image_generation.partial_image", b64, [("partial_image_index", .int(index))]))
+                }
+            case .failed(let error):
+                stream.send("error", exchange.publicError(error).json)
+                stream.finish()
+                return
+            case .completed(let generated):
+                for (i, image) in Self.rgbImages(generated.images).enumerated() {
+                    guard let b64 = try? output.base64(image, index: i) else {
+                        let format = output.encoder.format.rawValue.uppercased()
+                        stream.send("error", exchange.publicError(ServingError(status: 500, message: "\(format) encoding of image \(i) failed", type: "server_error")).json)
+                        stream.finish()
+                        return
+                    }
+                    stream.send("image_generation.completed", event("image_generation.completed", b64, [("usage", usage.json)]))
+                }
+                stream.finish()
                 return
             }
         }

@@ -139,6 +139,8 @@ final class JobManager: @unchecked Sendable {
             change { $0.queued(id, position: position); return [] }
         case .progress(let stage, let step, let total):
             change { $0.progress(id, stage: stage.rawValue, step: step, total: total); return [] }
+        case .preview:
+            break  // jobs ask for no previews
         case .failed(let error):
             change { [clock] in $0.ended(id, error: error, now: clock(), unix: Self.unixNow()) }
         case .completed(let output):

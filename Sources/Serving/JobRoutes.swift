@@ -211,7 +211,7 @@ extension ServingHandler {
             answer(lookup, id: id, exchange) { _ in }
             return
         }
-        exchange.head(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")])
+        let stream = EventStream(exchange, probes: false)
         var quiet = 0.0
         while !exchange.writer.isClosed {
             guard let (events, finished) = jobManager.events(id, owner: owner, after: last, timeout: 1) else { break }  // evicted meanwhile
@@ -221,12 +221,12 @@ extension ServingHandler {
                 // A comment line now and then keeps proxies from closing an idle stream.
                 if quiet >= 15 {
                     quiet = 0
-                    guard (try? exchange.write(Array(": keep-alive\n\n".utf8))) != nil else { break }
+                    guard stream.write(": keep-alive\n\n") else { break }
                 }
                 continue
             }
             quiet = 0
-            guard (try? exchange.write(Array(events.map(\.serialized).joined().utf8))) != nil else { break }
+            guard stream.write(events.map(\.serialized).joined()) else { break }
             last = events.last!.id
             if finished {
                 exchange.finish()

@@ -38,7 +38,7 @@ struct JobEvent: Equatable, Sendable {
     let data: JSONValue
 
     /// The SSE block (`id:`, `event:`, `data:`, blank line).
-    var serialized: String { "id: \(id)\nevent: \(name)\ndata: \(data.serialized)\n\n" }
+    var serialized: String { EventStream.block(event: name, data: data, id: id) }
 }
 
 /// What the store keeps of one job. Every field is set through `JobStore`'s functions.

@@ -1,4 +1,5 @@
 import HTTP1
+import Wuerstchen
 
 /// Everything `wuerstchen serve` can be told, with the defaults of `Config/server.json`.
 /// Field names are the JSON keys (snake_case); `WUERSTCHEN_<KEY>` environment variables override the
@@ -35,8 +36,22 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// `image_metadata`: whether every image carries its generation parameters (PNG text chunks, JPEG/WebP
     /// Exif and XMP; `GenerationParameters`). Off for privacy: the prompt then leaves only in the answer.
     public var imageMetadata = true
-    /// `model_id`: the model's name in `/v1/models`.
-    public var modelID = "wuerstchen-v2"
+    /// `model_id`: the model's name in `/v1/models` and in the images' parameters; null for the loaded
+    /// model's own id (`servedModelID`).
+    public var modelID: String?
+    /// `model_aliases`: further names a request's `model` may give for the one served model (ids that
+    /// clients hard-code); the served id is always accepted besides them. Any other name is a 404.
+    public var modelAliases = ServerConfiguration.defaultModelAliases
+
+    /// The default `model_aliases`: our ids and OpenAI's image-model ids that clients send unchanged.
+    public static let defaultModelAliases = ["wuerstchen-v2", "wuerstchen-v2-demo", "gpt-image-1", "gpt-image-1-mini", "dall-e-2", "dall-e-3"]
+
+    /// The served model's id: `model_id`, else the loaded model's own (`wuerstchen-v2-demo` for the
+    /// embedded demo model, `wuerstchen-v2` for pipeline folders; `DemoModel.modelID`).
+    public var servedModelID: String { modelID ?? DemoModel.modelID(isDemo: prior == nil && decoder == nil) }
+
+    /// The names a request's `model` may give: the served id, then `model_aliases`.
+    public var acceptedModelNames: [String] { [servedModelID] + modelAliases.filter { $0 != servedModelID } }
     /// `limits`: the HTTP server's size, count and time limits (`HTTPLimits`, snake_case keys, seconds).
     public var limits = HTTPLimits()
     /// `tls`: `{certificate, private_key}` PEM paths to serve HTTPS; null serves plain HTTP.

@@ -46,7 +46,7 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
         self.metrics = metrics
         self.logger = logger
         limits = RequestLimits(configuration)
-        precisionName = (Precision(rawValue: configuration.precision) ?? .fp32).resolved().precision.rawValue
+        precisionName = limits.precision
         apiKeys = configuration.apiKeys.map { Array($0.utf8) }
         let callbacks = configuration.jobs.callbackHosts.isEmpty ? nil
             : CallbackSender(hosts: configuration.jobs.callbackHosts, secret: configuration.jobs.callbackSecret ?? "", metrics: metrics, logger: logger)
@@ -138,7 +138,7 @@ public final class ServingHandler: HTTPHandler, @unchecked Sendable {
         exchange.json(200, .object([
             ("object", .string("list")),
             ("data", .array([.object([
-                ("id", .string(configuration.modelID)), ("object", .string("model")),
+                ("id", .string(configuration.servedModelID)), ("object", .string("model")),
                 ("created", .int(startTime)), ("owned_by", .string("wuerstchen")),
             ])])),
         ]))

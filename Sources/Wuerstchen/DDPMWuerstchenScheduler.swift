@@ -198,6 +198,25 @@ public struct DDPMWuerstchenScheduler: Sendable {
         return out
     }
 
+    /// The clean sample the model's noise prediction implies at `timestep` (`pred_original_sample` of
+    /// diffusers' DDPM schedulers; `DDPMWuerstchenScheduler` itself computes none):
+    /// `x0 = (x_t - sqrt(1 - alpha_cumprod(t)) * eps) / sqrt(alpha_cumprod(t))`, per row as `step`.
+    /// modelOutput, sample: [B, ...] -> [B, ...]
+    public func predictedOriginal(modelOutput: Tensor, timesteps: [Float], sample: Tensor) -> Tensor {
+        let b = sample.dim(0)
+        precondition(modelOutput.shape == sample.shape && timesteps.count == b,
+                     "DDPMWuerstchenScheduler.predictedOriginal: model output \(modelOutput.shape), sample \(sample.shape), \(timesteps.count) timesteps")
+        let out = Tensor(uninitialized: sample.shape)
+        let n = sample.count / max(b, 1)
+        for row in 0..<b {
+            let acp = alphaCumprod(timesteps[row])
+            let rootAcp = acp.squareRoot(), rootOneMinusAcp = (1 - acp).squareRoot()
+            let x = sample.data + row * n, m = modelOutput.data + row * n, o = out.data + row * n
+            for i in 0..<n { o[i] = (x[i] - rootOneMinusAcp * m[i]) / rootAcp }
+        }
+        return out
+    }
+
     /// The noise diffusers' `step` draws for latents of NHWC shape `[n, h, w, c]` from one generator:
     /// `torch.randn([n, c, h, w], generator=g)` (NCHW, one call for the whole batch of that generator,
     /// so `n` images of one request come from one draw, not n), permuted to NHWC.

@@ -11,6 +11,14 @@ import Tensor
 /// diffusers layout (fp16) under `Resources/DemoModel/{prior,decoder}`, and loaded through the same code as
 /// real weights.
 public enum DemoModel {
+    /// The id recorded in the images it draws and served by `/v1/models` (the one name for it, CLI and server).
+    public static let id = "wuerstchen-v2-demo"
+    /// The id of the published pipelines (`warp-ai/wuerstchen-prior` + `warp-ai/wuerstchen`).
+    public static let publishedID = "wuerstchen-v2"
+
+    /// The model id of a loaded pipeline: `id` for the demo model (no folders given), else `publishedID`.
+    public static func modelID(isDemo: Bool) -> String { isDemo ? id : publishedID }
+
     /// The two pipeline folders inside the module bundle.
     public static var folders: (prior: URL, decoder: URL) {
         get throws {

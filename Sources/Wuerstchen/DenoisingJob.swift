@@ -17,6 +17,11 @@ public class DenoisingJob: @unchecked Sendable {
     public internal(set) var latents: Tensor
     /// Steps done.
     public internal(set) var stepIndex = 0
+    /// The steps after which `advance` keeps the predicted clean latents (`preview`); empty for none.
+    public var previewSteps: [Int] = []
+    /// The predicted clean latents `[n, h, w, c]` of the last step, when it is one of `previewSteps`
+    /// (nil otherwise): the preview hook of the stepping loop. Taking it clears it.
+    public internal(set) var preview: Tensor?
 
     init(request: GenerationRequest, generator: TorchGenerator, guidance: Float, timesteps: [Float], latents: Tensor) {
         self.request = request
@@ -25,6 +30,25 @@ public class DenoisingJob: @unchecked Sendable {
         guided = guidance > 1
         self.timesteps = timesteps
         self.latents = latents
+    }
+
+    /// The preview of the last step, if it made one, cleared.
+    public func takePreview() -> Tensor? {
+        defer { preview = nil }
+        return preview
+    }
+
+    /// The steps after which a request with `count` previews gets one, out of `steps`: evenly spaced,
+    /// `round(j * steps / (count + 1))` for j in 1...count, without repeats and never the last step (whose
+    /// result is the image itself), so fewer previews come when there are too few steps for them.
+    public static func previewSteps(count: Int, steps: Int) -> [Int] {
+        guard count > 0 else { return [] }
+        var out: [Int] = []
+        for j in 1...count {
+            let s = Int((Double(j * steps) / Double(count + 1)).rounded())
+            if s >= 1, s < steps, !out.contains(s) { out.append(s) }
+        }
+        return out
     }
 
     /// Steps in the schedule (`len(timesteps[:-1])`).
@@ -53,8 +77,11 @@ public class DenoisingJob: @unchecked Sendable {
         let t = timesteps[stepIndex]
         let previous = DDPMWuerstchenScheduler.previousTimestep(t, in: timesteps)
         let noise = DDPMWuerstchenScheduler.stepNoise(generator, shape: latents.shape)
+        let ts = [Float](repeating: t, count: n)
+        preview = previewSteps.contains(stepIndex + 1)
+            ? scheduler.predictedOriginal(modelOutput: noisePrediction, timesteps: ts, sample: latents) : nil
         latents = scheduler.step(
-            modelOutput: noisePrediction, timesteps: [Float](repeating: t, count: n),
+            modelOutput: noisePrediction, timesteps: ts,
             previous: [Float](repeating: previous, count: n), sample: latents, noise: noise)
         stepIndex += 1
         return row + rows

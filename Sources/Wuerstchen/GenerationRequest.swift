@@ -22,6 +22,9 @@ public struct GenerationRequest: Sendable, Equatable {
     public var decoderSteps: Int
     /// Decoder classifier-free guidance scale (guidance only when > 1).
     public var decoderGuidance: Float
+    /// Previews wanted during the decoder (OpenAI's `partial_images`): the predicted clean latents at
+    /// evenly spaced decoder steps (`DecoderJob.previewSteps`). They change nothing of the images.
+    public var previewCount = 0
 
     /// A request with the model card's settings unless given.
     public init(

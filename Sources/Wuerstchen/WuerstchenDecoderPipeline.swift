@@ -91,8 +91,10 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
             let effnet = guided ? Tensor.stacked([imageEmbeddings, Tensor(zeros: imageEmbeddings.shape)]) : imageEmbeddings
             let h = latentSide(prior: imageEmbeddings.dim(1)), w = latentSide(prior: imageEmbeddings.dim(2))
             let latents = DDPMWuerstchenScheduler.stepNoise(item.generator, shape: [n, h, w, decoder.config.cIn])
-            return DecoderJob(request: request, generator: item.generator, effnet: effnet, textCondition: condition,
-                              timesteps: DDPMWuerstchenScheduler.timesteps(steps: request.decoderSteps), latents: latents)
+            let job = DecoderJob(request: request, generator: item.generator, effnet: effnet, textCondition: condition,
+                                 timesteps: DDPMWuerstchenScheduler.timesteps(steps: request.decoderSteps), latents: latents)
+            job.previewSteps = DenoisingJob.previewSteps(count: request.previewCount, steps: job.stepCount)
+            return job
         }
     }
 
@@ -106,6 +108,12 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
         for job in jobs { row = job.advance(predicted, from: row, scheduler: scheduler) }
     }
 
+    /// Pixels of decoder latents, final or predicted (`DenoisingJob.preview`):
+    /// `vqgan.decode(latents * scale_factor).clamp(0, 1)`. latents: [n, h, w, c] -> [n, H*4, W*4, 3]
+    public func pixels(_ latents: Tensor) throws -> Tensor {
+        try vqgan.decodePipelineLatents(latents).clamped(0, 1)
+    }
+
     /// Pixels of a finished job: `vqgan.decode(latents * scale_factor).clamp(0, 1)`. -> [n, H*4, W*4, 3]
     public func images(_ job: DecoderJob) throws -> Tensor {
         try images([job])[0]
@@ -115,7 +123,7 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
     public func images(_ jobs: [DecoderJob]) throws -> [Tensor] {
         precondition(!jobs.isEmpty && jobs.allSatisfy { $0.isFinished && $0.latents.shape.dropFirst() == jobs[0].latents.shape.dropFirst() },
                      "images of unfinished jobs or of latents of different shapes")
-        let pixels = try vqgan.decodePipelineLatents(.stacked(jobs.map(\.latents))).clamped(0, 1)
+        let pixels = try pixels(.stacked(jobs.map(\.latents)))
         guard jobs.count > 1 else { return [pixels] }
         var row = 0
         return jobs.map { job in

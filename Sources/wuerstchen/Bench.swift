@@ -4,5 +4,5 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (build with -c release).",
-        subcommands: [BenchPipeline.self, BenchOps.self, BenchCLIP.self, BenchBatch.self, BenchFormats.self], defaultSubcommand: BenchPipeline.self)
+        subcommands: [BenchPipeline.self, BenchOps.self, BenchCLIP.self, BenchBatch.self, BenchFormats.self, BenchPreview.self], defaultSubcommand: BenchPipeline.self)
 }

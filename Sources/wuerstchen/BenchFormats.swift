@@ -23,7 +23,7 @@ struct BenchFormats: ParsableCommand {
         let request = GenerationRequest(prompt: "a large red circle on a blue background", width: size, height: size, seed: 0)
         let out = try pipeline.generate([request]) { _ in true }[0].get()
         let rgb = out.images.pixelBytes()
-        let metadata = GenerationParameters(request: request, model: "wuerstchen-v2-demo", precision: "fp32").metadata
+        let metadata = GenerationParameters(request: request, model: DemoModel.id, precision: "fp32").metadata
         let cases: [(ImageFormat, Int?)] = [(.png, nil), (.png, 0), (.png, 100), (.jpeg, 100), (.jpeg, 90), (.jpeg, 75), (.jpeg, 50),
                                             (.webp, 100), (.webp, 90), (.webp, 75), (.webp, 50)]
         for (format, compression) in cases {

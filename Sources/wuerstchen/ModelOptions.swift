@@ -31,7 +31,7 @@ struct ModelOptions: ParsableArguments {
     var effectivePrecision: Precision { (precision.flatMap(Precision.init(rawValue:)) ?? .fp32).resolved().precision }
 
     /// The model id recorded in images: `wuerstchen-v2`, or `wuerstchen-v2-demo` for the embedded demo model.
-    var modelID: String { prior == nil ? "wuerstchen-v2-demo" : "wuerstchen-v2" }
+    var modelID: String { DemoModel.modelID(isDemo: prior == nil) }
 
     /// What the options ask to load.
     var loader: PipelineLoader {

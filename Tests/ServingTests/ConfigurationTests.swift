@@ -67,6 +67,20 @@ import Testing
         #expect(withFlags.port == 9200 && withFlags.threads == 2 && withFlags.maxQueue == 7)
     }
 
+    /// `model_aliases` from the file and the environment (comma-separated); `model_id` null is the loaded
+    /// model's own id (the demo's without folders), a name replaces it.
+    @Test func modelAliasesAndModelID() throws {
+        #expect(ServerConfiguration().modelAliases.contains("gpt-image-1") && ServerConfiguration().modelAliases.contains("dall-e-3"))
+        #expect(ServerConfiguration().servedModelID == "wuerstchen-v2-demo")
+        let file = try Self.temporaryFile(#"{"model_aliases": ["a", "b"], "model_id": "house"}"#)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let fromFile = try ServerConfiguration.load(file: file)
+        #expect(fromFile.modelAliases == ["a", "b"] && fromFile.servedModelID == "house" && fromFile.acceptedModelNames == ["house", "a", "b"])
+        let fromEnv = try ServerConfiguration.load(file: file, environment: ["WUERSTCHEN_MODEL_ALIASES": "gpt-image-1, dall-e-2", "WUERSTCHEN_MODEL_ID": "null"])
+        #expect(fromEnv.modelAliases == ["gpt-image-1", "dall-e-2"] && fromEnv.modelID == nil)
+        #expect(fromEnv.acceptedModelNames == ["wuerstchen-v2-demo", "gpt-image-1", "dall-e-2"])
+    }
+
     /// `precision` takes bf16 from each source, in the usual order (the CLI resolves it against the CPU).
     @Test func precisionBF16FromFileEnvironmentAndFlags() throws {
         let file = try Self.temporaryFile(#"{"precision": "bf16"}"#)
@@ -149,6 +163,9 @@ import Testing
             (error { try ServerConfiguration.parse(json: Array(#"{"jobs": {"callback_hosts": ["a.example"]}}"#.utf8), source: "f.json") },
              "jobs.callback_secret", "defaults"),
             (error { try ServerConfiguration.load(file: nil, environment: ["WUERSTCHEN_JOBS_MAX_BYTES": "lots"]) }, "jobs.max_bytes", "WUERSTCHEN_JOBS_MAX_BYTES"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"model_aliases": "dall-e-3"}"#.utf8), source: "f.json") }, "model_aliases", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"model_aliases": ["ok", ""]}"#.utf8), source: "f.json") }, "model_aliases", "f.json"),
+            (error { try ServerConfiguration.parse(json: Array(#"{"model_id": 3}"#.utf8), source: "f.json") }, "model_id", "f.json"),
         ]
         for (e, field, source) in cases {
             guard let e else {

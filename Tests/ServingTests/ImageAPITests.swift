@@ -124,7 +124,7 @@ import Wuerstchen
             #expect(r.status == 200, "\(r.text)")
             let json = try #require(r.json)
             guard case .object(let members) = json else { Issue.record("not an object"); return }
-            #expect(members.map(\.0) == ["created", "data"])
+            #expect(members.map(\.0) == ["created", "background", "data", "output_format", "quality", "size", "usage"])
             #expect(json["created"]?.intValue != nil)
             guard case .array(let data)? = json["data"], case .string(let b64)? = data.first?["b64_json"] else {
                 Issue.record("no data[0].b64_json")
@@ -154,7 +154,7 @@ import Wuerstchen
             let models = try RawClient.request(s.port, "GET", "/v1/models")
             #expect(models.json?["object"] == .string("list"))
             guard case .array(let list)? = models.json?["data"] else { Issue.record("no data"); return }
-            #expect(list.first?["id"] == .string("wuerstchen-v2") && list.first?["object"] == .string("model"))
+            #expect(list.first?["id"] == .string("wuerstchen-v2-demo") && list.first?["object"] == .string("model"))
 
             #expect(try RawClient.request(s.port, "POST", "/v1/images", body: smallRequest()).status == 200)
             // The request is counted once its last byte is written, which can be just after the client has
@@ -265,7 +265,10 @@ import Wuerstchen
         (#"{"prompt": "x", "output_format": "gif"}"#, "output_format"),
         (#"{"prompt": "x", "output_compression": 101}"#, "output_compression"),
         (#"{"prompt": "x", "model": 3}"#, "model"),
-        (#"{"prompt": "x", "stream": true}"#, "stream"),
+        (#"{"prompt": "x", "stream": 1}"#, "stream"),
+        (#"{"prompt": "x", "stream": true, "partial_images": 4}"#, "partial_images"),
+        (#"{"prompt": "x", "background": "transparent"}"#, "background"),
+        (#"{"prompt": "x", "n": 5}"#, "n"),
         (#"{"prompt": "x", "width": 128}"#, "width"),
     ])
     func openAIValidation(_ body: String, _ param: String) throws {

@@ -114,7 +114,7 @@ import Wuerstchen
                 #expect(params.request.prompt == "a red circle on a blue background" && params.request.negativePrompt == "green")
                 #expect(params.request.width == 128 && params.request.height == 256 && params.request.priorSteps == 2
                         && params.request.priorGuidance == 2.5 && params.request.decoderSteps == 2)
-                #expect(params.model == "wuerstchen-v2" && params.version == WuerstchenVersion.current && params.precision == "fp32")
+                #expect(params.model == DemoModel.id && params.version == WuerstchenVersion.current && params.precision == "fp32")
                 #expect(params.outputFormat == format)
                 let decoded = try Self.decode(first.body)
                 #expect(decoded.text?.contains("Seed: \(seed)") == true && decoded.text?.hasPrefix("a red circle") == true)

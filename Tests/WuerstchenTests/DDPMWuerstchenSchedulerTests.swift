@@ -91,4 +91,34 @@ import Tensor
         #expect(cfg == DDPMWuerstchenSchedulerConfig())
         #expect(try JSONDecoder().decode(DDPMWuerstchenSchedulerConfig.self, from: Data("{}".utf8)) == DDPMWuerstchenSchedulerConfig())
     }
+
+    /// `predictedOriginal` inverts the forward process: for x_t = sqrt(a) x0 + sqrt(1 - a) eps and the
+    /// true noise eps it gives back x0, per row at its own timestep (tolerance 1e-4 absolute; float32).
+    @Test func predictedOriginalRecoversTheCleanSample() {
+        let scheduler = Scheduler()
+        let g = TorchGenerator(seed: 3)
+        let x0 = g.randn([2, 4, 4, 3]), eps = g.randn([2, 4, 4, 3])
+        let ts: [Float] = [0.9, 0.25]
+        let n = x0.count / 2
+        var noisy = [Float](repeating: 0, count: x0.count)
+        let x = x0.toArray(), e = eps.toArray()
+        for row in 0..<2 {
+            let a = scheduler.alphaCumprod(ts[row])
+            for i in 0..<n { noisy[row * n + i] = a.squareRoot() * x[row * n + i] + (1 - a).squareRoot() * e[row * n + i] }
+        }
+        let got = scheduler.predictedOriginal(modelOutput: eps, timesteps: ts, sample: Tensor(shape: x0.shape, values: noisy)).toArray()
+        let maxError = zip(got, x).map { abs($0 - $1) }.max() ?? 0
+        #expect(maxError < 1e-4, "max error \(maxError)")
+    }
+
+    /// Previews at evenly spaced decoder steps, never the last, fewer when the steps are too few.
+    @Test func previewStepsAreEvenlySpaced() {
+        #expect(DenoisingJob.previewSteps(count: 0, steps: 12) == [])
+        #expect(DenoisingJob.previewSteps(count: 1, steps: 12) == [6])
+        #expect(DenoisingJob.previewSteps(count: 2, steps: 12) == [4, 8])
+        #expect(DenoisingJob.previewSteps(count: 3, steps: 12) == [3, 6, 9])
+        #expect(DenoisingJob.previewSteps(count: 3, steps: 8) == [2, 4, 6])
+        #expect(DenoisingJob.previewSteps(count: 3, steps: 2) == [1])
+        #expect(DenoisingJob.previewSteps(count: 2, steps: 1) == [])
+    }
 }

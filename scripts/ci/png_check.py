@@ -27,3 +27,22 @@ def png_size(data: bytes) -> tuple[int, int]:
     if size is None or not seen_end:
         raise ValueError("PNG without IHDR or IEND")
     return size
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a baseline or progressive JPEG's SOF segment (SOI checked, EOI required)."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG: no SOI marker")
+    if data[-2:] != b"\xff\xd9":
+        raise ValueError("JPEG without EOI: cut short")
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ValueError(f"JPEG segment without marker at byte {pos}")
+        marker = data[pos + 1]
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        if marker in (0xC0, 0xC1, 0xC2):
+            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            return width, height
+        pos += 2 + length
+    raise ValueError("JPEG without SOF segment")
