@@ -136,6 +136,8 @@ int wjpeg_decode_rgb8(const uint8_t *data, size_t size, uint8_t **rgb, int *widt
     uint8_t *volatile buffer = NULL;
     if (error && error_size) error[0] = 0;
     if (rgb) *rgb = NULL;
+    // Deliberate parallel of wjpeg_encode_rgb8's setup: libjpeg's error-manager and setjmp boilerplate, with
+    // the decompress struct's own destroy call.
     memset(&cinfo, 0, sizeof cinfo);
     cinfo.err = wjpeg_errors(&jerr, error, error_size);
     if (setjmp(jerr.jump)) {

@@ -8,6 +8,10 @@ import Tensor
 
 /// `CLIPTextConfig` as transformers writes it to `config.json`; defaults are transformers'.
 public struct CLIPTextConfig: Codable, Sendable, Equatable {
+    // Deliberate parallel of Wuerstchen/PaellaVQModel.swift, WuerstchenDiffNeXt.swift and
+    // WuerstchenPrior.swift's configs (fields, CodingKeys, init, init(from:)):
+    // each is its own checkpoint's config.json, field by field as it is written
+    // (STYLE.md: one model family per file with its Codable config), so they are not shared.
     public var vocabSize: Int
     public var hiddenSize: Int
     public var intermediateSize: Int

@@ -130,6 +130,8 @@ static void on_read_error(png_structp png, png_const_charp message) {
 }
 
 int wpng_read_text(const uint8_t *data, size_t size, wpng_text_fn fn, void *context, char *error, size_t error_size) {
+    // Deliberate parallel of wpng_encode_rgb8's setup: libpng's create-struct and error boilerplate, with the
+    // read struct's own create and destroy calls.
     struct wpng_reader r = {data, size, 0, error, error_size};
     if (error && error_size) error[0] = 0;
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, on_read_error, on_warning);

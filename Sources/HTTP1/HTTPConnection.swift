@@ -154,16 +154,12 @@ final class HTTPConnection: @unchecked Sendable {
 
     /// Whether writes fail because the connection closed.
     var isOutputClosed: Bool {
-        outputLock.lock()
-        defer { outputLock.unlock() }
-        return outputClosed
+        outputLock.withLock { outputClosed }
     }
 
     /// Response bytes queued and not yet written to the socket.
     var pendingOutputBytes: Int {
-        outputLock.lock()
-        defer { outputLock.unlock() }
-        return queuedBytes
+        outputLock.withLock { queuedBytes }
     }
 
     /// The current response called `finish()`.

@@ -260,7 +260,7 @@ struct HTTPConnectionStateMachine {
                 continueOwed = false
                 if !inFlight { actions += dispatchNext() }
             case .error(let e):
-                // Alike to `.head`'s and `.end`'s resets by design: each case says which clocks it stops.
+                // Deliberate parallel of the `.head` and `.end` cases' resets: each case says which clocks it stops.
                 head = nil
                 body = []
                 continueOwed = false

@@ -1,7 +1,8 @@
 /// Bounds on what one client may send and how long it may take, so that no client can exhaust the
 /// server's memory, descriptors or workers (the limits nginx and swift-nio apply, with their names).
-/// Documented fields with their defaults, alike in shape to `ServerConfiguration`'s by design (no shared code).
 public struct HTTPLimits: Sendable, Equatable {
+    // Deliberate parallel of Serving/ServerConfiguration.swift:ServerConfiguration: documented fields with their
+    // defaults, each struct its own module's settings (HTTP1 does not know the service's).
     /// Longest request line (method, target, version) in bytes; longer answers 414.
     public var maxRequestLineBytes = 8 * 1024
     /// Most bytes in all header lines together; more answers 431.

@@ -126,6 +126,8 @@ public struct HTTPParser: Sendable {
                 resetMessage()
                 return .end(trailers: trailers)
 
+            // Deliberate parallel of the `.headers` and `.chunkSize` cases' `takeLine` switches: each state's own
+            // limit, status and code for a too-long line.
             case .requestLine:
                 switch takeLine(limit: limits.maxRequestLineBytes,
                                 tooLong: HTTPError(status: 414, code: "request_line_too_long",
@@ -164,11 +166,8 @@ public struct HTTPParser: Sendable {
                 }
 
             case .fixedBody(let remaining):
-                let n = min(remaining, buffer.count - start)
-                if n == 0 { return nil }
-                let chunk = Array(buffer[start..<start + n])
-                start += n
-                state = remaining == n ? .messageEnd : .fixedBody(remaining: remaining - n)
+                guard let chunk = takeBody(upTo: remaining) else { return nil }
+                state = remaining == chunk.count ? .messageEnd : .fixedBody(remaining: remaining - chunk.count)
                 return .body(chunk)
 
             case .chunkSize:
@@ -191,11 +190,8 @@ public struct HTTPParser: Sendable {
                 }
 
             case .chunkData(let remaining):
-                let n = min(remaining, buffer.count - start)
-                if n == 0 { return nil }
-                let chunk = Array(buffer[start..<start + n])
-                start += n
-                state = remaining == n ? .chunkDataEnd : .chunkData(remaining: remaining - n)
+                guard let chunk = takeBody(upTo: remaining) else { return nil }
+                state = remaining == chunk.count ? .chunkDataEnd : .chunkData(remaining: remaining - chunk.count)
                 return .body(chunk)
 
             case .chunkDataEnd:
@@ -239,6 +235,18 @@ public struct HTTPParser: Sendable {
         start = i + 1
         scanned = 0
         return .line(line)
+    }
+
+    // MARK: - Body bytes
+
+    /// Up to `limit` buffered body bytes (a fixed body's or a chunk's rest), consuming them; nil when
+    /// none are buffered.
+    private mutating func takeBody(upTo limit: Int) -> [UInt8]? {
+        let n = min(limit, buffer.count - start)
+        if n == 0 { return nil }
+        let chunk = Array(buffer[start..<start + n])
+        start += n
+        return chunk
     }
 
     // MARK: - Request line

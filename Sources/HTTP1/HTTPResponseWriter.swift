@@ -235,9 +235,7 @@ public final class HTTPResponseWriter: @unchecked Sendable {
     }
 
     private var isCompleting: Bool {
-        stateLock.lock()
-        defer { stateLock.unlock() }
-        return completing || finished
+        stateLock.withLock { completing || finished }
     }
 
     private func markCompleting() {

@@ -55,30 +55,22 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// The bound port (the actual one when 0 was configured); 0 before `start()`.
     public var port: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return boundPort
+        lock.withLock { boundPort }
     }
 
     /// Open client connections.
     public var connectionCount: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return connections.count
+        lock.withLock { connections.count }
     }
 
     /// The event loops made by `start()` (for tests: their descriptors).
     var eventLoops: [HTTPEventLoop] {
-        lock.lock()
-        defer { lock.unlock() }
-        return loops
+        lock.withLock { loops }
     }
 
     /// True after `shutdown` was called: no new connections, open ones close after their current request.
     public var isDraining: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return draining
+        lock.withLock { draining }
     }
 
     /// Validates the configuration, loads the TLS certificate (if configured), binds, listens, starts the

@@ -75,42 +75,44 @@ enum Socket {
     }
 
     private static func port(of storage: sockaddr_storage) -> Int {
-        var s = storage
-        switch Int32(s.ss_family) {
-        case AF_INET:
-            return withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) } }
-        case AF_INET6:
-            // A deliberate parallel of the AF_INET case: the other address family's struct and its [brackets].
-            return withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) } }
-        default:
-            return 0
+        switch Int32(storage.ss_family) {
+        case AF_INET: return address(storage, as: sockaddr_in.self) { Int(UInt16(bigEndian: $0.sin_port)) }
+        case AF_INET6: return address(storage, as: sockaddr_in6.self) { Int(UInt16(bigEndian: $0.sin6_port)) }
+        default: return 0
         }
     }
 
     /// `ip:port` (`[ip6]:port`).
     private static func describe(_ storage: sockaddr_storage) -> String {
-        var s = storage
-        var buf = [Int8](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        switch Int32(s.ss_family) {
+        switch Int32(storage.ss_family) {
         case AF_INET:
-            return withUnsafePointer(to: &s) {
-                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
-                    var addr = sin.pointee.sin_addr
-                    inet_ntop(AF_INET, &addr, &buf, socklen_t(buf.count))
-                    return "\(cString(buf)):\(UInt16(bigEndian: sin.pointee.sin_port))"
-                }
+            return address(storage, as: sockaddr_in.self) { sin in
+                var addr = sin.sin_addr
+                return "\(presentation(AF_INET, &addr)):\(UInt16(bigEndian: sin.sin_port))"
             }
         case AF_INET6:
-            return withUnsafePointer(to: &s) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
-                    var addr = sin.pointee.sin6_addr
-                    inet_ntop(AF_INET6, &addr, &buf, socklen_t(buf.count))
-                    return "[\(cString(buf))]:\(UInt16(bigEndian: sin.pointee.sin6_port))"
-                }
+            return address(storage, as: sockaddr_in6.self) { sin in
+                var addr = sin.sin6_addr
+                return "[\(presentation(AF_INET6, &addr))]:\(UInt16(bigEndian: sin.sin6_port))"
             }
         default:
             return "unknown"
         }
+    }
+
+    /// `storage` read as the address family's own struct (`sockaddr_in`, `sockaddr_in6`).
+    private static func address<Address, Result>(
+        _ storage: sockaddr_storage, as type: Address.Type, _ body: (Address) -> Result
+    ) -> Result {
+        var s = storage
+        return withUnsafePointer(to: &s) { $0.withMemoryRebound(to: type, capacity: 1) { body($0.pointee) } }
+    }
+
+    /// `inet_ntop`'s text for an `in_addr` / `in6_addr` of `family`.
+    private static func presentation(_ family: Int32, _ addr: UnsafeRawPointer) -> String {
+        var buf = [Int8](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        inet_ntop(family, addr, &buf, socklen_t(buf.count))
+        return cString(buf)
     }
 }
 

@@ -18,6 +18,8 @@ public struct ImageMetadata: Sendable, Equatable {
     /// The XMP namespace of `json` (`wuerstchen:parameters`).
     public static let xmpNamespace = "urn:wuerstchen:xmp:1.0/"
 
+    // Deliberate parallel of HTTP1/HTTPError.swift:HTTPError's fields and init: the same shape (three stored
+    // values and their memberwise init), an unrelated meaning.
     /// The generation parameters as one JSON object's text.
     public var json: String
     /// The same in AUTOMATIC1111's `parameters` layout (prompt, `Negative prompt: ...`, `Steps: ...`).
@@ -25,6 +27,7 @@ public struct ImageMetadata: Sendable, Equatable {
     /// The program that wrote the file (`wuerstchen 0.2.0`).
     public var software: String
 
+    /// Metadata from its three texts.
     public init(json: String, text: String, software: String) {
         self.json = json
         self.text = text

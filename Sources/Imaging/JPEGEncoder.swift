@@ -38,8 +38,8 @@ public struct JPEGEncoder: StreamingImageEncoder, Sendable {
             throw ImagingError("JPEG cannot hold a \(width)x\(height) image (at most 65500 pixels a side)")
         }
         let segments = try metadata.map { m throws(ImagingError) in try Self.segments(m) } ?? []
-        // The sink-through-a-context-pointer call is alike to PNGEncoder's and WebPEncoder's by design:
-        // each library's own C entry point and option list.
+        // Deliberate parallel of PNGEncoder.swift:encode (and WebPEncoder's): the sink passed through a context
+        // pointer to each library's own C entry point, with its own option list and callback type.
         try withoutActuallyEscaping(sink) { sink in
             var box = sink
             var error = [CChar](repeating: 0, count: 256)

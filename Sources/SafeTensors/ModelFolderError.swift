@@ -1,6 +1,8 @@
 /// An error about a model folder or one of its JSON files (`model_index.json`, `config.json`,
 /// missing weights); its description names the path.
 public struct ModelFolderError: Error, CustomStringConvertible, Equatable {
+    // Deliberate parallel of HTTP1/HTTPVersion.swift:HTTPVersion's fields and init (and of the other error
+    // structs): the same shape, each module's own error naming its own thing.
     /// Folder or file the error is about.
     public let path: String
     /// What is wrong and what was expected.

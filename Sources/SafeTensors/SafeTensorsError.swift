@@ -1,5 +1,8 @@
 /// A safetensors error; its description names the file and, where there is one, the tensor.
 public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
+    // Deliberate parallel of CLIP/CLIPTokenizerError.swift:CLIPTokenizerError and
+    // Serving/ServerConfiguration+Loading.swift:ConfigurationError (fields, init, description): each module's
+    // own error names its own thing (file, line, tensor, field, source); a shared type would couple the targets.
     /// File the error is about.
     public let file: String
     /// Tensor the error is about, if any.

@@ -132,9 +132,7 @@ public final class BatchingGenerationService: GenerationService, @unchecked Send
     // MARK: - Carrying out the queue's decisions (lock held)
 
     private func locked<T>(_ body: () -> T) -> T {
-        condition.lock()
-        defer { condition.unlock() }
-        return body()
+        condition.withLock { body() }
     }
 
     private static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

@@ -4,6 +4,9 @@ import JSON
 
 /// A configuration value that cannot be used: names the field, where the value came from and why.
 public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    // Deliberate parallel of CLIP/CLIPTokenizerError.swift:CLIPTokenizerError and
+    // SafeTensors/SafeTensorsError.swift:SafeTensorsError (fields, init, description): each module's
+    // own error names its own thing (file, line, tensor, field, source); a shared type would couple the targets.
     /// The field (`port`, `limits.max_body_bytes`), or nil for a problem with the file as a whole.
     public let field: String?
     /// Where the value came from: `config file /x/server.json`, `environment WUERSTCHEN_PORT`, `flag --port`.

@@ -4,9 +4,10 @@ import Wuerstchen
 /// Everything `wuerstchen serve` can be told, with the defaults of `Config/server.json`.
 /// Field names are the JSON keys (snake_case); `WUERSTCHEN_<KEY>` environment variables override the
 /// file (nested keys joined by `_`: `WUERSTCHEN_LIMITS_MAX_BODY_BYTES`, `WUERSTCHEN_TLS_CERTIFICATE`),
-/// and command-line flags override both (see `ServerConfiguration+Loading.swift`). Documented fields with
-/// their defaults, alike in shape to `HTTPLimits`' by design (no shared code).
+/// and command-line flags override both (see `ServerConfiguration+Loading.swift`).
 public struct ServerConfiguration: Sendable, Equatable {
+    // Deliberate parallel of HTTP1/HTTPLimits.swift:HTTPLimits: documented fields with their defaults, each
+    // struct its own module's settings.
     /// `host`: numeric address to bind (`127.0.0.1`, `0.0.0.0`, `::`).
     public var host = "127.0.0.1"
     /// `port`: TCP port, 0 picks a free one (printed at startup).

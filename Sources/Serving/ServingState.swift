@@ -22,16 +22,12 @@ public final class ServingState: @unchecked Sendable {
 
     /// The current phase.
     public var current: Phase {
-        lock.lock()
-        defer { lock.unlock() }
-        return phase
+        lock.withLock { phase }
     }
 
     /// True once shutdown began: `/readyz` answers 503 and no new generation is accepted.
     public var isDraining: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return drainingFlag
+        lock.withLock { drainingFlag }
     }
 
     /// The service when ready and not draining.

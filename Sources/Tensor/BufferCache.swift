@@ -118,15 +118,11 @@ final class BufferCache: @unchecked Sendable {
 
     /// The current capacity.
     var capacity: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return capacityBytes
+        lock.withLock { capacityBytes }
     }
 
     /// Bytes currently held for reuse.
     var heldBytes: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return cachedBytes
+        lock.withLock { cachedBytes }
     }
 }

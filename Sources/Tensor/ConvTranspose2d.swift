@@ -21,7 +21,8 @@ public struct ConvTranspose2d: @unchecked Sendable {
         case float32(Tensor)
         case bfloat16(WeightMatrix)
     }
-    // The properties below are a deliberate parallel of Conv2d's (the same layer description).
+    // Deliberate parallel of Conv2d.swift:Conv2d's properties and init: the same layer description, while the
+    // kernel layouts ([Cin, Cout, kh, kw]) and lowerings (col2im, not im2col) differ, so no shared type.
     /// The checkpoint's `bias` (`[Cout]`), or nil for `bias=False`.
     public let bias: Tensor?
     /// Step between the input pixels' footprints in the output, both axes.

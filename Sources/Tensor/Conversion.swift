@@ -88,7 +88,8 @@ public enum Conversion {
         narrow(src, dst, count: count, floatToHalf)
     }
 
-    // Deliberate parallel of `convert` (the other direction: 4-byte lanes in, 2-byte lanes out).
+    // Deliberate parallel of Conversion.swift:convert: the other direction (4-byte lanes in, 2-byte lanes out,
+    // the tail stored as 2-byte values).
     @inline(__always)
     private static func narrow(
         _ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, count: Int, _ kernel: (VF) -> VH

@@ -44,9 +44,7 @@ public final class GEMMProfile: @unchecked Sendable {
 
     /// What was counted so far.
     public var totals: Totals {
-        lock.lock()
-        defer { lock.unlock() }
-        return counted
+        lock.withLock { counted }
     }
 
     /// Runs `body`, counting its products (see the type's documentation). Nests: an inner profile takes over

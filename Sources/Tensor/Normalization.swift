@@ -118,6 +118,8 @@ public struct GlobalResponseNorm: @unchecked Sendable {
     /// `beta`, C values.
     public var beta: Tensor
 
+    // Deliberate parallel of LayerNorm's init and call / in-place pair above: one layer API for both norms,
+    // whose kernels differ.
     /// A layer over the given parameters.
     public init(gamma: Tensor, beta: Tensor) {
         precondition(gamma.count == beta.count, "GlobalResponseNorm gamma \(gamma.shape) and beta \(beta.shape) differ in size")
@@ -126,7 +128,6 @@ public struct GlobalResponseNorm: @unchecked Sendable {
     }
 
     // x: [B, H, W, C] (or [B, L, C]) -> same
-    // The call / in-place pair below is a deliberate parallel of LayerNorm's (one layer API for both norms).
 
     /// The normalised tensor.
     public func callAsFunction(_ x: Tensor) -> Tensor {

@@ -54,9 +54,7 @@ public enum Compute {
 
     /// The pool the ops split their loops over.
     public static var pool: ThreadPool {
-        lock.lock()
-        defer { lock.unlock() }
-        return current
+        lock.withLock { current }
     }
 
     /// Sets the number of threads for both OpenBLAS and the op pool (0 or less: all cores).

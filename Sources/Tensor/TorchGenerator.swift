@@ -192,6 +192,8 @@ public final class TorchGenerator {
     @inline(__always)
     private static func fma(_ a: V, _ b: V, _ c: V) -> V { c.addingProduct(a, b) }
 
+    // Deliberate parallel of TorchGenerator.swift:float(_:) and squareRootOfNonNegative(_:): one lane loop per
+    // intrinsic, each written to compile to its own instruction.
     /// `_mm256_cvttps_epi32`. The element loop compiles to `cvttps2dq`; `SIMD8<Int32>(_:rounding:)` would not.
     @inline(__always)
     private static func truncatedToInt(_ v: V) -> VI {
@@ -227,8 +229,7 @@ public final class TorchGenerator {
         return r
     }
 
-    /// `_mm256_cvtepi32_ps`, as an element loop that compiles to `vcvtdq2ps` (`V(_:)` did not). The lane
-    /// loops here are deliberate parallels: one per intrinsic, each written to compile to its instruction.
+    /// `_mm256_cvtepi32_ps`, as an element loop that compiles to `vcvtdq2ps` (`V(_:)` did not).
     @inline(__always)
     private static func float(_ v: VI) -> V {
         var r = V()

@@ -26,6 +26,8 @@ public struct GenerationRequest: Sendable, Equatable {
     /// evenly spaced decoder steps (`DecoderJob.previewSteps`). They change nothing of the images.
     public var previewCount = 0
 
+    // Deliberate parallel of PaellaVQModel.swift:PaellaVQModelConfig.init (and every public memberwise init):
+    // Swift synthesises no public memberwise init, so each public type writes its own.
     /// A request with the model card's settings unless given.
     public init(
         prompt: String, negativePrompt: String = "", width: Int = 1024, height: Int = 1024, numImages: Int = 1,

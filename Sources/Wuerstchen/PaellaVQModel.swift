@@ -15,6 +15,10 @@ import Tensor
 
 /// `PaellaVQModel`'s `config.json`; every default is diffusers' (and the published `warp-ai/wuerstchen` vqgan's).
 public struct PaellaVQModelConfig: Codable, Sendable, Equatable {
+    // Deliberate parallel of CLIP/CLIPTextModel.swift, WuerstchenDiffNeXt.swift and
+    // WuerstchenPrior.swift's configs (fields, CodingKeys, init, init(from:)):
+    // each is its own checkpoint's config.json, field by field as it is written
+    // (STYLE.md: one model family per file with its Codable config), so they are not shared.
     /// Image channels the encoder takes.
     public var inChannels: Int
     /// Image channels the decoder returns.

@@ -32,7 +32,9 @@ public final class WuerstchenDecoderPipeline: @unchecked Sendable {
     /// `latent_dim_scale` (10.67): decoder latents per prior latent.
     public let latentDimScale: Double
 
-    /// A pipeline over loaded components. (Alike in shape to `WuerstchenPriorPipeline`'s init by design.)
+    // Deliberate parallel of WuerstchenPriorPipeline.swift:init and init(folder:): each stage's own components
+    // and config values, as diffusers' two pipeline classes.
+    /// A pipeline over loaded components.
     public init(
         tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, decoder: WuerstchenDiffNeXt,
         scheduler: DDPMWuerstchenScheduler = DDPMWuerstchenScheduler(), vqgan: PaellaVQModel, latentDimScale: Double = 10.67

@@ -20,6 +20,10 @@ import Tensor
 /// `WuerstchenDiffNeXt`'s configuration as diffusers writes it to `config.json`; defaults are
 /// diffusers' `__init__` defaults, which are also the published `warp-ai/wuerstchen` decoder.
 public struct WuerstchenDiffNeXtConfig: Codable, Sendable, Equatable {
+    // Deliberate parallel of CLIP/CLIPTextModel.swift, PaellaVQModel.swift and
+    // WuerstchenPrior.swift's configs (fields, CodingKeys, init, init(from:)):
+    // each is its own checkpoint's config.json, field by field as it is written
+    // (STYLE.md: one model family per file with its Codable config), so they are not shared.
     /// `dropout`: one rate for every level, or one per level (training only; kept for round trips).
     public enum Dropout: Codable, Sendable, Equatable {
         /// The same rate at every level (`dropout=0.1`).

@@ -9,6 +9,10 @@ import Tensor
 
 /// `WuerstchenPrior`'s `config.json`; every default is diffusers' `WuerstchenPrior.__init__` default.
 public struct WuerstchenPriorConfig: Codable, Sendable, Equatable {
+    // Deliberate parallel of CLIP/CLIPTextModel.swift, PaellaVQModel.swift and
+    // WuerstchenDiffNeXt.swift's configs (fields, CodingKeys, init, init(from:)):
+    // each is its own checkpoint's config.json, field by field as it is written
+    // (STYLE.md: one model family per file with its Codable config), so they are not shared.
     /// Channels of the image embeddings (the effnet latents).
     public var cIn: Int
     /// Width of the residual stream.

@@ -31,8 +31,9 @@ public final class WuerstchenPriorPipeline: @unchecked Sendable {
     /// `resolution_multiple` (42.67): pixels per prior latent.
     public let resolutionMultiple: Double
 
-    /// A pipeline over loaded components. (Alike in shape to `WuerstchenDecoderPipeline`'s init by design:
-    /// each stage's own components, as diffusers' two pipeline classes.)
+    // Deliberate parallel of WuerstchenDecoderPipeline.swift:init and init(folder:): each stage's own components
+    // and config values, as diffusers' two pipeline classes.
+    /// A pipeline over loaded components.
     public init(
         tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, prior: WuerstchenPrior,
         scheduler: DDPMWuerstchenScheduler = DDPMWuerstchenScheduler(),

@@ -12,6 +12,8 @@ import Wuerstchen
 struct BenchFormats: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "formats", abstract: "Time PNG, JPEG and WebP encoding of one image.")
 
+    // Deliberate parallel of BenchCLIP.swift:BenchCLIP's options (and the other bench commands'): ArgumentParser
+    // declarations, each command with its own help and defaults.
     @Option(help: "Image side in pixels (the demo model draws it).")
     var size: Int = 1024
 

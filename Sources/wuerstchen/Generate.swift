@@ -13,7 +13,8 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
-    // One declaration per flag, optional where `--from` may give the value: alike in shape by design.
+    // Deliberate parallel of ModelOptions.swift and Serve.swift's options: one ArgumentParser declaration per
+    // flag, optional where `--from` may give the value.
     @Option(help: "Text to draw (required unless --from gives it).")
     var prompt: String?
 

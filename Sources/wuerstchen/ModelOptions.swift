@@ -4,7 +4,8 @@ import Wuerstchen
 
 /// Options shared by the commands that run the models.
 struct ModelOptions: ParsableArguments {
-    // Declarations alike in shape to the commands' own options by design (ArgumentParser's form).
+    // Deliberate parallel of Generate.swift and Serve.swift's options: ArgumentParser declarations, each flag's
+    // own help and type.
     @Option(help: "Prior pipeline folder (warp-ai/wuerstchen-prior layout, diffusers or PaddlePaddle). Omit both folders for the embedded demo model.")
     var prior: String?
 

@@ -11,9 +11,9 @@ struct Serve: ParsableCommand {
         abstract: "Serve the image API over HTTP.",
         discussion: "Prints `listening on http://HOST:PORT` on stdout once bound (with --port 0 the port is picked). SIGTERM or SIGINT drains: /readyz answers 503 at once, requests in flight finish (up to drain_seconds), then the process exits 0.")
 
-    // Strings, not ModelOptions: each flag is one more source for ServerConfiguration.load, which validates
-    // it with the file's and the environment's values. Option lists are declarative and alike in shape to
-    // Generate's and ModelOptions' by design.
+    // Deliberate parallel of Generate.swift and ModelOptions.swift's options: strings, not ModelOptions, since
+    // each flag is one more source for ServerConfiguration.load, which validates it with the file's and the
+    // environment's values.
     @Option(help: "JSON configuration file (the defaults are Config/server.json's); WUERSTCHEN_CONFIG when omitted.")
     var config: String?
 
