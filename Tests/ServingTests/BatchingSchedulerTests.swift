@@ -61,7 +61,10 @@ import Wuerstchen
     @Test func arrivalsJoinARunningBatch() throws {
         let service = BatchingGenerationService(pipeline: Demo.pipeline)
         let long = EventRecorder(), short = EventRecorder()
-        let longRequest = Self.request((512, 512), seed: 10, priorSteps: 150, decoderSteps: 2)
+        // Unguided: 150 guided prior steps of the trained demo model amplify rounding into another picture
+        // (the same request with 1 and 2 OpenBLAS threads: 255 levels apart, mean 73; unguided: 1 level, and
+        // guided at 20 steps: 3), and batching changes the GEMMs' shapes, so rounding, for the steps it shares.
+        let longRequest = Self.request((512, 512), seed: 10, priorSteps: 150, decoderSteps: 2, priorGuidance: 1)
         let shortRequest = Self.request((512, 512), seed: 11, priorSteps: 5, decoderSteps: 2)
         _ = try service.submit(longRequest, id: "long", timeout: nil, events: long.callback)
         #expect(eventually { (service.summary(of: "long")?.stepsRun ?? 0) >= 3 })
@@ -71,10 +74,12 @@ import Wuerstchen
         #expect(longSteps < 150, "the short request's prior steps ran while the long one was in its prior (\(longSteps) steps)")
         let shortImages = try #require(short.images)
         let longImages = try #require(long.images)
-        #expect(Self.maxLevelDifference(shortImages, try Self.alone(shortRequest)) <= 1)
-        #expect(Self.maxLevelDifference(longImages, try Self.alone(longRequest)) <= 1)
+        let shortDifference = Self.maxLevelDifference(shortImages, try Self.alone(shortRequest))
+        let longDifference = Self.maxLevelDifference(longImages, try Self.alone(longRequest))
+        #expect(shortDifference <= 1)
+        #expect(longDifference <= 1)
         let stats = service.statistics
-        print("short joined after \(longSteps) steps; \(stats)")
+        print("short joined after \(longSteps) steps; \(stats); max difference from alone: short \(shortDifference), long \(longDifference) levels (tolerance 1)")
         // 150 prior passes carry the short request's 5; both decode their 2 steps together.
         #expect(stats.requestSteps == 159 && stats.forwardPasses == 152 && stats.largestBatch == 2, "\(stats)")
     }
@@ -134,7 +139,9 @@ import Wuerstchen
         policy.maxQueue = 2
         let service = BatchingGenerationService(pipeline: Demo.pipeline, policy: policy)
         let first = EventRecorder(), second = EventRecorder(), third = EventRecorder()
-        _ = try service.submit(Self.request((512, 512), seed: 50, priorSteps: 300), id: "first", timeout: nil, events: first.callback)
+        // Long enough to hold its slot while the others queue; cancelled once they have (it need not finish).
+        let firstHandle = try service.submit(Self.request((512, 512), seed: 50, priorSteps: 300), id: "first", timeout: nil,
+                                             events: first.callback)
         #expect(eventually { service.summary(of: "first")?.status == .running })
         _ = try service.submit(Self.request(seed: 51), id: "second", timeout: nil, events: second.callback)
         _ = try service.submit(Self.request(seed: 52), id: "third", timeout: nil, events: third.callback)
@@ -146,6 +153,8 @@ import Wuerstchen
             #expect(error.status == 429 && error.code == "queue_full")
             #expect((error.retryAfterSeconds ?? 0) >= 1)
         }
+        firstHandle.cancel()
+        #expect(first.error?.code == "cancelled", "\(String(describing: first.error))")
         #expect(third.images != nil)
         let positions = third.events.compactMap { if case .queued(let p) = $0 { p } else { nil } }
         #expect(positions == [1, 0], "\(positions)")
