@@ -180,8 +180,11 @@ import Wuerstchen
             let rss = metrics.text.split(separator: "\n").first { $0.hasPrefix("process_resident_memory_bytes ") }
             #expect((rss.flatMap { Double($0.split(separator: " ")[1]) } ?? 0) > 1e6)
 
-            // One access line per request: id, method, path, status, bytes, duration.
-            let access = s.logs.all.filter { $0.contains("path=/v1/images ") && $0.contains("status=200") }
+            // One access line per request: id, method, path, status, bytes, duration (written once the answer
+            // is sent, which may be after the metrics counted it: seen in a full run under load).
+            let accessLines = { s.logs.all.filter { $0.contains("path=/v1/images ") && $0.contains("status=200") } }
+            _ = eventually { !accessLines().isEmpty }
+            let access = accessLines()
             #expect(access.count == 1, "\(s.logs.all)")
             #expect(access.first.map { $0.contains("request_id=") && $0.contains("method=POST") && $0.contains("bytes=") && $0.contains("duration_ms=") } == true)
         }

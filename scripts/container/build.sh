@@ -29,6 +29,9 @@ bin=$(swift build "${flags[@]}" --show-bin-path)
 
 mkdir -p "$dest/bin" "$dest/config"
 install -m 755 "$bin/wuerstchen" "$dest/bin/wuerstchen"
+# The DWARF sections (9 of its 85 MB with the static standard library) stay in the build; the symbol table stays
+# too, for the names in a crash's backtrace.
+strip --strip-debug "$dest/bin/wuerstchen"
 bundles=("$bin"/*.resources)
 if [ ! -d "${bundles[0]}" ]; then
     echo "build.sh: no resource bundle (*.resources) next to $bin/wuerstchen; the tokenizer and the demo model need them" >&2
